@@ -1,0 +1,100 @@
+"""Ryu application: the thin glue between Ryu events and the pure ALG logic.
+
+Run it with ``ryu-pptp-alg --pptp-config gateways.yaml`` (``ryu-manager`` with
+the Python 3.11 shim applied), or with stock ``ryu-manager`` where Ryu runs
+unpatched (see ``ryu_pptp_alg.flags`` for passing the option there).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ryu_pptp_alg import compat
+
+compat.apply()
+
+# Ryu must import after the shim: ryu.base.app_manager imports ryu.app.wsgi.
+from ryu import cfg  # noqa: E402
+from ryu.app.wsgi import WSGIApplication  # noqa: E402
+from ryu.base import app_manager  # noqa: E402
+from ryu.controller import ofp_event  # noqa: E402
+from ryu.controller.handler import (  # noqa: E402
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from ryu.ofproto import ofproto_v1_3  # noqa: E402
+
+from ryu_pptp_alg import flags  # noqa: E402
+from ryu_pptp_alg.alg import Alg  # noqa: E402
+from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
+from ryu_pptp_alg.rest import ALG_KEY, PptpRestController  # noqa: E402
+
+LOG = logging.getLogger("ryu_pptp_alg.app")
+
+
+def load_configured() -> AlgConfig:
+    """The gateway configuration named by --pptp-config; SystemExit if unusable."""
+    flags.register()
+    path = cfg.CONF.pptp_config
+    if not path:
+        message = ("ryu-pptp-alg: no gateway configuration: pass --pptp-config PATH "
+                   "(or set RYU_PPTP_CONFIG)")
+        LOG.error(message)
+        raise SystemExit(message)
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        message = f"ryu-pptp-alg: invalid configuration {path}: {err}"
+        LOG.error(message)
+        raise SystemExit(message) from None
+
+
+class PptpAlgApp(app_manager.RyuApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.alg = Alg(load_configured())
+        self.datapaths: dict[int, Any] = {}
+        kwargs["wsgi"].register(PptpRestController, {ALG_KEY: self.alg})
+        for gateway in self.alg.config.gateways:
+            LOG.info("gateway %s: inside ports %s, outside ports %s, public %s",
+                     gateway.label, list(gateway.inside_ports), list(gateway.outside_ports),
+                     ", ".join(map(str, gateway.public_addresses)))
+
+    def send(self, datapath: Any, msgs: list[Any]) -> None:
+        for msg in msgs:
+            msg.datapath = datapath
+            datapath.send_msg(msg)
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def switch_features(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        self.datapaths[datapath.id] = datapath
+        self.send(datapath, self.alg.datapath_up(datapath.id))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def state_change(self, ev: Any) -> None:
+        datapath = ev.datapath
+        if datapath.id is None:
+            return
+        if self.datapaths.get(datapath.id) is datapath:
+            del self.datapaths[datapath.id]
+            self.alg.datapath_down(datapath.id)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        datapath = msg.datapath
+        in_port = msg.match.get("in_port", 0)
+        self.send(datapath, self.alg.packet_in(datapath.id, in_port, msg.data, msg.cookie))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def error_msg(self, ev: Any) -> None:
+        msg = ev.msg
+        LOG.error("dpid %#x reported OpenFlow error type %d code %d", msg.datapath.id or 0,
+                  msg.type, msg.code)

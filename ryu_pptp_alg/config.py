@@ -1,0 +1,286 @@
+"""Gateway configuration: YAML in, validated frozen dataclasses out.
+
+Every error names the offending key path (``gateways[0].inside_ports[1]``) and
+what is wrong with it, so an operator can fix the file from the message alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+MAX_DPID = 2**64 - 1
+MAX_PORT = 0xFFFFFF00  # OFPP_MAX: highest physical port number
+DEFAULT_NEXT_TABLE = 2
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and the problem."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """Inbound PPTP: TCP/1723 (and its GRE) to ``public`` goes to ``inside``."""
+
+    public: IPv4Address
+    inside: IPv4Address
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    dpid: int
+    inside_ports: tuple[int, ...]
+    outside_ports: tuple[int, ...]
+    inside_address: IPv4Interface
+    public_addresses: tuple[IPv4Address, ...]
+    outside_next_hop: IPv4Address | None = None
+    port_forwards: tuple[PortForward, ...] = ()
+    next_table: int = DEFAULT_NEXT_TABLE
+    name: str = ""
+
+    @property
+    def default_public_address(self) -> IPv4Address:
+        return self.public_addresses[0]
+
+    @property
+    def label(self) -> str:
+        return self.name or f"dpid {self.dpid:#x}"
+
+
+@dataclass(frozen=True)
+class AlgConfig:
+    gateways: tuple[GatewayConfig, ...]
+
+    def gateway(self, dpid: int) -> GatewayConfig | None:
+        for gateway in self.gateways:
+            if gateway.dpid == dpid:
+                return gateway
+        return None
+
+
+GATEWAY_KEYS = {
+    "dpid",
+    "inside_ports",
+    "outside_ports",
+    "inside_address",
+    "public_addresses",
+    "outside_next_hop",
+    "port_forwards",
+    "next_table",
+    "name",
+}
+REQUIRED_GATEWAY_KEYS = ("dpid", "inside_ports", "outside_ports", "inside_address",
+                         "public_addresses")
+
+
+def load_config(path: str | Path) -> AlgConfig:
+    """Read and validate the YAML file at ``path``."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError("", f"cannot read {path}: {err.strerror or err}") from err
+    return parse_config(text)
+
+
+def parse_config(text: str) -> AlgConfig:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError("", f"not valid YAML: {err}") from err
+    return config_from_dict(document)
+
+
+def config_from_dict(document: Any) -> AlgConfig:
+    top = _mapping(document, "", {"gateways"})
+    if "gateways" not in top:
+        raise ConfigError("gateways", "missing (a list with one entry per NAT switch)")
+    entries = _list(top["gateways"], "gateways")
+    if not entries:
+        raise ConfigError("gateways", "must list at least one gateway")
+    gateways = tuple(_gateway(entry, f"gateways[{i}]") for i, entry in enumerate(entries))
+    seen: dict[int, int] = {}
+    for i, gateway in enumerate(gateways):
+        if gateway.dpid in seen:
+            raise ConfigError(f"gateways[{i}].dpid",
+                              f"{gateway.dpid:#x} is also gateways[{seen[gateway.dpid]}]")
+        seen[gateway.dpid] = i
+    return AlgConfig(gateways=gateways)
+
+
+def _gateway(entry: Any, key: str) -> GatewayConfig:
+    fields = _mapping(entry, key, GATEWAY_KEYS)
+    for required in REQUIRED_GATEWAY_KEYS:
+        if required not in fields:
+            raise ConfigError(f"{key}.{required}", "missing")
+    inside_ports = _ports(fields["inside_ports"], f"{key}.inside_ports")
+    outside_ports = _ports(fields["outside_ports"], f"{key}.outside_ports")
+    shared = sorted(set(inside_ports) & set(outside_ports))
+    if shared:
+        raise ConfigError(f"{key}.outside_ports",
+                          f"port {shared[0]} is also listed in inside_ports")
+    inside_address = _interface(fields["inside_address"], f"{key}.inside_address")
+    public_addresses = _address_list(fields["public_addresses"], f"{key}.public_addresses")
+    for i, public in enumerate(public_addresses):
+        if public in inside_address.network:
+            raise ConfigError(f"{key}.public_addresses[{i}]",
+                              f"{public} is inside the LAN {inside_address.network}")
+    next_hop = fields.get("outside_next_hop")
+    outside_next_hop = None if next_hop is None else _address(next_hop,
+                                                              f"{key}.outside_next_hop")
+    forwards = _port_forwards(fields.get("port_forwards") or [], f"{key}.port_forwards",
+                              public_addresses, inside_address)
+    next_table = _int(fields.get("next_table", DEFAULT_NEXT_TABLE), f"{key}.next_table",
+                      DEFAULT_NEXT_TABLE, 254)
+    name = fields.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(f"{key}.name", f"expected a string, got {name!r}")
+    return GatewayConfig(
+        dpid=_dpid(fields["dpid"], f"{key}.dpid"),
+        inside_ports=inside_ports,
+        outside_ports=outside_ports,
+        inside_address=inside_address,
+        public_addresses=public_addresses,
+        outside_next_hop=outside_next_hop,
+        port_forwards=forwards,
+        next_table=next_table,
+        name=name,
+    )
+
+
+def _port_forwards(value: Any, key: str, public_addresses: tuple[IPv4Address, ...],
+                   inside_address: IPv4Interface) -> tuple[PortForward, ...]:
+    forwards = []
+    publics: set[IPv4Address] = set()
+    for i, entry in enumerate(_list(value, key)):
+        item_key = f"{key}[{i}]"
+        fields = _mapping(entry, item_key, {"public", "inside"})
+        for required in ("public", "inside"):
+            if required not in fields:
+                raise ConfigError(f"{item_key}.{required}", "missing")
+        forward = parse_port_forward(fields, item_key, public_addresses, inside_address)
+        if forward.public in publics:
+            raise ConfigError(f"{item_key}.public", f"{forward.public} is forwarded twice")
+        publics.add(forward.public)
+        forwards.append(forward)
+    return tuple(forwards)
+
+
+def parse_port_forward(fields: Mapping[str, Any], key: str,
+                       public_addresses: tuple[IPv4Address, ...],
+                       inside_address: IPv4Interface) -> PortForward:
+    """One ``{public, inside}`` entry; shared with the REST API."""
+    public = _address(fields.get("public"), f"{key}.public")
+    inside = _address(fields.get("inside"), f"{key}.inside")
+    if public not in public_addresses:
+        raise ConfigError(f"{key}.public", f"{public} is not one of public_addresses")
+    if inside not in inside_address.network:
+        raise ConfigError(f"{key}.inside", f"{inside} is not in the LAN {inside_address.network}")
+    if inside == inside_address.ip:
+        raise ConfigError(f"{key}.inside", f"{inside} is the gateway's own address")
+    return PortForward(public=public, inside=inside)
+
+
+def _mapping(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"expected a mapping, got {_describe(value)}")
+    for name in value:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else str(name)
+            raise ConfigError(where, f"unknown key (known: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list, got {_describe(value)}")
+    return value
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"expected an integer, got {_describe(value)}")
+    if not low <= value <= high:
+        raise ConfigError(key, f"{value} is out of range {low}..{high}")
+    return value
+
+
+def _dpid(value: Any, key: str) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 16) if value.lower().startswith("0x") else int(value)
+        except ValueError as err:
+            raise ConfigError(key, f"{value!r} is not an integer or 0x-prefixed hex") from err
+    return _int(value, key, 1, MAX_DPID)
+
+
+def _ports(value: Any, key: str) -> tuple[int, ...]:
+    ports = tuple(_int(port, f"{key}[{i}]", 1, MAX_PORT)
+                  for i, port in enumerate(_list(value, key)))
+    if not ports:
+        raise ConfigError(key, "must list at least one port")
+    if len(set(ports)) != len(ports):
+        raise ConfigError(key, "lists a port twice")
+    return ports
+
+
+def _parsed(parse: Callable[[str], T], value: Any, key: str, what: str) -> T:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected {what}, got {_describe(value)}")
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise ConfigError(key, f"{value!r} is not {what}") from err
+
+
+def _address(value: Any, key: str) -> IPv4Address:
+    return _parsed(IPv4Address, value, key, "an IPv4 address")
+
+
+def _interface(value: Any, key: str) -> IPv4Interface:
+    if isinstance(value, str) and "/" not in value:
+        raise ConfigError(key, f"{value!r} needs a prefix length, e.g. 10.0.0.1/24")
+    interface = _parsed(IPv4Interface, value, key, "an IPv4 address with prefix")
+    if interface.ip in (interface.network.network_address, interface.network.broadcast_address) \
+            and interface.network.prefixlen < 31:
+        raise ConfigError(key, f"{interface.ip} is not a host address of {interface.network}")
+    return interface
+
+
+def _address_list(value: Any, key: str) -> tuple[IPv4Address, ...]:
+    addresses = tuple(_address(item, f"{key}[{i}]") for i, item in enumerate(_list(value, key)))
+    if not addresses:
+        raise ConfigError(key, "must list at least one address")
+    for i, address in enumerate(addresses):
+        if addresses.index(address) != i:
+            raise ConfigError(f"{key}[{i}]", f"{address} is listed twice")
+    return addresses
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}"
+
+
+__all__ = [
+    "AlgConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "PortForward",
+    "config_from_dict",
+    "load_config",
+    "parse_config",
+    "parse_port_forward",
+]

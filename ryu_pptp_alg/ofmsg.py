@@ -1,0 +1,106 @@
+"""Small builders for the OpenFlow 1.3 messages the ALG emits.
+
+Messages are Ryu parser objects made with ``datapath=None`` (as Faucet does):
+plain data that the pure gateway logic can build, tests can inspect or feed to
+the fake table, and the Ryu glue binds to a datapath just before sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+IP_PROTO_TCP = 6
+IP_PROTO_GRE = 47
+
+OFPP_CONTROLLER = ofp.OFPP_CONTROLLER
+OFPTT_ALL = ofp.OFPTT_ALL
+
+Action = Any
+Instruction = Any
+Message = Any
+
+
+def match(**fields: Any) -> parser.OFPMatch:
+    return parser.OFPMatch(**fields)
+
+
+def apply_actions(actions: Sequence[Action]) -> Instruction:
+    return parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, list(actions))
+
+
+def goto_table(table_id: int) -> Instruction:
+    return parser.OFPInstructionGotoTable(table_id)
+
+
+def output(port: int) -> Action:
+    return parser.OFPActionOutput(port, 0)
+
+
+def output_controller() -> Action:
+    """Send the whole packet: the ALG needs every byte of the payload."""
+    return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
+
+
+def set_field(**field: Any) -> Action:
+    return parser.OFPActionSetField(**field)
+
+
+def dec_ip_ttl() -> Action:
+    return parser.OFPActionDecNwTtl()
+
+
+def flow_add(
+    table_id: int,
+    priority: int,
+    match_: parser.OFPMatch,
+    instructions: Sequence[Instruction],
+    cookie: int,
+    idle_timeout: int = 0,
+    hard_timeout: int = 0,
+    send_flow_removed: bool = False,
+) -> parser.OFPFlowMod:
+    flags = ofp.OFPFF_SEND_FLOW_REM if send_flow_removed else 0
+    return parser.OFPFlowMod(
+        None,
+        cookie=cookie,
+        table_id=table_id,
+        command=ofp.OFPFC_ADD,
+        idle_timeout=idle_timeout,
+        hard_timeout=hard_timeout,
+        priority=priority,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        flags=flags,
+        match=match_,
+        instructions=list(instructions),
+    )
+
+
+def flow_delete(cookie: int, cookie_mask: int, table_id: int = OFPTT_ALL) -> parser.OFPFlowMod:
+    """Delete every flow whose cookie matches ``cookie`` under ``cookie_mask``."""
+    return parser.OFPFlowMod(
+        None,
+        cookie=cookie,
+        cookie_mask=cookie_mask,
+        table_id=table_id,
+        command=ofp.OFPFC_DELETE,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(),
+    )
+
+
+def barrier() -> parser.OFPBarrierRequest:
+    return parser.OFPBarrierRequest(None)
+
+
+def packet_out(data: bytes, actions: Sequence[Action],
+               in_port: int = ofp.OFPP_CONTROLLER) -> parser.OFPPacketOut:
+    return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+                               actions=list(actions), data=data)
