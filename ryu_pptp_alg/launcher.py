@@ -12,10 +12,22 @@ APP_MODULE = "ryu_pptp_alg.app"
 
 
 def build_args(argv: list[str]) -> list[str]:
-    """The ``ryu-manager`` arguments for our command line ``argv``."""
-    if APP_MODULE in argv:
+    """The ``ryu-manager`` arguments for our command line ``argv``.
+
+    The app goes in through ``--app-lists`` (an option, so it cannot split the
+    positional app names the user gives); a user's own ``--app-lists`` is kept.
+    """
+    if any(APP_MODULE in arg.split("=")[-1].split(",") for arg in argv):
         return list(argv)
-    return [APP_MODULE, *argv]
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--app-lists" and i + 1 < len(args):
+            args[i + 1] = f"{APP_MODULE},{args[i + 1]}"
+            return args
+        if arg.startswith("--app-lists="):
+            args[i] = f"--app-lists={APP_MODULE},{arg.split('=', 1)[1]}"
+            return args
+    return ["--app-lists", APP_MODULE, *args]
 
 
 def main(argv: list[str] | None = None) -> int | None:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   openvswitch-switch mininet tshark pptpd pptp-linux
-  iproute2 iptables ethtool tcpdump curl python3-venv python3-dev gcc make
+  iproute2 iptables ethtool tcpdump curl iputils-ping python3-venv python3-dev gcc make
 )
 
 missing=()

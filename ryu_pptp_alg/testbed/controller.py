@@ -32,8 +32,11 @@ class Controller:
     """Runs ryu-pptp-alg with a config dict; stops it (by our own pid) on exit."""
 
     def __init__(self, config: dict[str, Any], workdir: Path,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), command: tuple[str, ...] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.command = command or (launcher_path(),)
+        self.env = env or {}
         self.workdir = workdir
         self.extra_args = extra_args
         self.of_port = free_port()
@@ -49,13 +52,13 @@ class Controller:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / "gateways.yaml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        args = [launcher_path(), "--pptp-config", str(config_path),
+        args = [*self.command, "--pptp-config", str(config_path),
                 "--ofp-tcp-listen-port", str(self.of_port),
                 "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port),
                 *self.extra_args]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         wait_for(self._ready, 30, f"ryu-pptp-alg REST on port {self.rest_port}")
         return self
 

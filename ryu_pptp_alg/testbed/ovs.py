@@ -64,6 +64,17 @@ class Bridge:
     def dump_flows(self) -> str:
         return ofctl("dump-flows", self.name)
 
+    def flow_packets(self) -> dict[int, int]:
+        """Packet count of each flow, by cookie (flows sharing a cookie are summed)."""
+        counts: dict[int, int] = {}
+        for line in self.dump_flows().splitlines():
+            fields = dict(part.split("=", 1) for part in line.replace(",", " ").split()
+                          if "=" in part and part.split("=", 1)[0] in ("cookie", "n_packets"))
+            if "cookie" in fields and "n_packets" in fields:
+                cookie = int(fields["cookie"], 16)
+                counts[cookie] = counts.get(cookie, 0) + int(fields["n_packets"])
+        return counts
+
     def destroy(self) -> None:
         run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", self.name], check=False)
 

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import copy
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ryu_pptp_alg.config import ConfigError, PortForward, config_from_dict, load_config
+
+EXAMPLE = Path(__file__).parents[2] / "etc" / "gateways.example.yaml"
+
+VALID = {
+    "gateways": [{
+        "dpid": 1,
+        "inside_ports": [1, 2],
+        "outside_ports": [3],
+        "inside_address": "10.0.0.1/24",
+        "public_addresses": ["203.0.113.1"],
+        "outside_next_hop": None,
+        "port_forwards": [],
+    }]
+}
+
+
+DELETE = object()
+
+
+def with_gateway(**changes):
+    document = copy.deepcopy(VALID)
+    for key, value in changes.items():
+        if value is DELETE:
+            del document["gateways"][0][key]
+        else:
+            document["gateways"][0][key] = value
+    return document
+
+
+
+def test_minimal_config():
+    config = config_from_dict(VALID)
+    (gateway,) = config.gateways
+    assert gateway.dpid == 1
+    assert gateway.inside_ports == (1, 2)
+    assert gateway.outside_ports == (3,)
+    assert gateway.inside_address == IPv4Interface("10.0.0.1/24")
+    assert gateway.default_public_address == IPv4Address("203.0.113.1")
+    assert gateway.outside_next_hop is None
+    assert gateway.port_forwards == ()
+    assert gateway.next_table == 2
+    assert config.gateway(1) is gateway
+    assert config.gateway(2) is None
+
+
+def test_example_file_loads():
+    config = load_config(EXAMPLE)
+    (gateway,) = config.gateways
+    assert gateway.name == "edge-1"
+    assert gateway.public_addresses[1:] == (IPv4Address("203.0.113.2"),
+                                           IPv4Address("203.0.113.3"))
+    assert gateway.outside_next_hop == IPv4Address("203.0.113.254")
+    assert gateway.port_forwards == (PortForward(IPv4Address("203.0.113.3"),
+                                                 IPv4Address("10.0.0.10")),)
+
+
+@pytest.mark.parametrize("dpid,expected", [(1, 1), ("0x10", 16), ("0X0000000000000abc", 0xABC),
+                                           ("42", 42), (2**64 - 1, 2**64 - 1)])
+def test_dpid_forms(dpid, expected):
+    assert config_from_dict(with_gateway(dpid=dpid)).gateways[0].dpid == expected
+
+
+@pytest.mark.parametrize("document,key,fragment", [
+    (None, "", "expected a mapping"),
+    ({}, "gateways", "missing"),
+    ({"gateways": []}, "gateways", "at least one"),
+    ({"gateways": {}}, "gateways", "expected a list"),
+    ({"gateways": [], "extra": 1}, "extra", "unknown key"),
+    (with_gateway(dpid=DELETE), "gateways[0].dpid", "missing"),
+    (with_gateway(dpid="0xZZ"), "gateways[0].dpid", "not an integer"),
+    (with_gateway(dpid=0), "gateways[0].dpid", "out of range"),
+    (with_gateway(dpid=2**64), "gateways[0].dpid", "out of range"),
+    (with_gateway(dpid=True), "gateways[0].dpid", "expected an integer"),
+    (with_gateway(inside_ports=[]), "gateways[0].inside_ports", "at least one"),
+    (with_gateway(inside_ports=[1, "x"]), "gateways[0].inside_ports[1]", "expected an integer"),
+    (with_gateway(inside_ports=[1, 1]), "gateways[0].inside_ports", "twice"),
+    (with_gateway(inside_ports=3), "gateways[0].inside_ports", "expected a list"),
+    (with_gateway(outside_ports=[0]), "gateways[0].outside_ports[0]", "out of range"),
+    (with_gateway(outside_ports=[2]), "gateways[0].outside_ports", "also listed"),
+    (with_gateway(inside_address="10.0.0.1"), "gateways[0].inside_address", "prefix"),
+    (with_gateway(inside_address="10.0.0.0/24"), "gateways[0].inside_address", "host address"),
+    (with_gateway(inside_address="bogus/24"), "gateways[0].inside_address", "not an IPv4"),
+    (with_gateway(public_addresses=[]), "gateways[0].public_addresses", "at least one"),
+    (with_gateway(public_addresses=["203.0.113.1", "203.0.113.1"]),
+     "gateways[0].public_addresses[1]", "twice"),
+    (with_gateway(public_addresses=["10.0.0.7"]), "gateways[0].public_addresses[0]",
+     "inside the LAN"),
+    (with_gateway(public_addresses=["2001:db8::1"]), "gateways[0].public_addresses[0]",
+     "not an IPv4"),
+    (with_gateway(outside_next_hop=5), "gateways[0].outside_next_hop", "expected an IPv4"),
+    (with_gateway(port_forwards=[{"public": "203.0.113.9", "inside": "10.0.0.10"}]),
+     "gateways[0].port_forwards[0].public", "not one of public_addresses"),
+    (with_gateway(port_forwards=[{"public": "203.0.113.1", "inside": "10.9.0.10"}]),
+     "gateways[0].port_forwards[0].inside", "not in the LAN"),
+    (with_gateway(port_forwards=[{"public": "203.0.113.1", "inside": "10.0.0.1"}]),
+     "gateways[0].port_forwards[0].inside", "gateway's own address"),
+    (with_gateway(port_forwards=[{"public": "203.0.113.1"}]),
+     "gateways[0].port_forwards[0].inside", "missing"),
+    (with_gateway(port_forwards=[{"public": "203.0.113.1", "inside": "10.0.0.10"}] * 2),
+     "gateways[0].port_forwards[1].public", "forwarded twice"),
+    (with_gateway(next_table=1), "gateways[0].next_table", "out of range"),
+    (with_gateway(colour="red"), "gateways[0].colour", "unknown key"),
+    ({"gateways": [VALID["gateways"][0], VALID["gateways"][0]]}, "gateways[1].dpid",
+     "also gateways[0]"),
+])
+def test_invalid_config_names_key_and_problem(document, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(document)
+    assert info.value.key == key
+    assert fragment in info.value.problem
+    assert str(info.value).startswith(key)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateways: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_example_round_trips_through_yaml():
+    document = yaml.safe_load(EXAMPLE.read_text())
+    assert config_from_dict(document) == load_config(EXAMPLE)
