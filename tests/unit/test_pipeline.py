@@ -1,0 +1,128 @@
+"""The pipeline the code emits: as documented in flows/, and as it behaves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from ryu_pptp_alg import pipeline
+from ryu_pptp_alg.config import config_from_dict
+from tests.fakeoftable import FakeOFTable
+from tests.unit.test_config import VALID
+
+REFERENCE = yaml.safe_load((Path(__file__).parents[2] / "flows" / "pipeline.yaml").read_text())
+GATEWAY = config_from_dict(VALID).gateways[0]
+FOREIGN_COOKIE = 0x77
+NEXT_TABLE_PORT = 99
+
+
+def describe_action(action: Any) -> str:
+    if isinstance(action, parser.OFPActionOutput):
+        if action.port == ofp.OFPP_CONTROLLER:
+            assert action.max_len == ofp.OFPCML_NO_BUFFER
+            return "controller"
+        return f"output {action.port}"
+    raise AssertionError(f"undocumented action {action}")
+
+
+def describe(flow_mod: Any) -> dict[str, Any]:
+    actions: list[str] = []
+    for inst in flow_mod.instructions:
+        if isinstance(inst, parser.OFPInstructionGotoTable):
+            target = inst.table_id
+            actions.append("goto next_table" if target == GATEWAY.next_table else f"goto {target}")
+        else:
+            actions.extend(describe_action(a) for a in inst.actions)
+    return {
+        "cookie": flow_mod.cookie,
+        "table": flow_mod.table_id,
+        "priority": flow_mod.priority,
+        "match": dict(flow_mod.match.items()),
+        "actions": actions,
+    }
+
+
+def test_static_flows_match_the_reference():
+    documented = [{k: v for k, v in flow.items() if k != "name"}
+                  for flow in REFERENCE["static_flows"]]
+    assert [describe(f) for f in pipeline.static_flows(GATEWAY)] == documented
+
+
+def test_reference_names_and_cookies_agree_with_code():
+    for flow in REFERENCE["static_flows"]:
+        member = pipeline.PipelineFlow[flow["name"].upper()]
+        assert flow["cookie"] == pipeline.cookie(pipeline.CookieKind.PIPELINE, member)
+    assert len(REFERENCE["static_flows"]) == len(pipeline.PipelineFlow)
+    assert REFERENCE["cookies"]["tag_mask"] == pipeline.COOKIE_TAG_MASK
+    assert {k: v for k, v in REFERENCE["cookies"]["kinds"].items()} == {
+        kind.value: kind.name.lower() for kind in pipeline.CookieKind}
+    assert REFERENCE["tables"][pipeline.TABLE_CLASSIFY] == "classify"
+    assert REFERENCE["tables"][pipeline.TABLE_GRE] == "gre"
+
+
+def test_cookie_codec():
+    value = pipeline.cookie(pipeline.CookieKind.GRE_PAIR, 12345)
+    assert pipeline.decode_cookie(value) == pipeline.DecodedCookie(
+        pipeline.CookieKind.GRE_PAIR, 12345)
+    assert pipeline.decode_cookie(FOREIGN_COOKIE) is None
+    assert pipeline.decode_cookie(pipeline.COOKIE_TAG | (0x7F << 40)) is None
+    with pytest.raises(ValueError):
+        pipeline.cookie(pipeline.CookieKind.GRE_PAIR, 1 << 40)
+
+
+@pytest.fixture
+def table():
+    """A switch with another application's flow in the next table, then our pipeline."""
+    fake = FakeOFTable()
+    fake.apply([parser.OFPFlowMod(
+        None, table_id=GATEWAY.next_table, priority=0, cookie=FOREIGN_COOKIE,
+        match=parser.OFPMatch(),
+        instructions=[parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionOutput(NEXT_TABLE_PORT)])])])
+    fake.apply(pipeline.connect_flows(GATEWAY))
+    return fake
+
+
+def ip_packet(**fields: Any) -> dict[str, Any]:
+    return {"in_port": 1, "eth_src": "02:00:00:00:00:02", "eth_dst": "02:00:00:00:00:01",
+            "eth_type": 0x0800, "ipv4_src": "10.0.0.2", "ipv4_dst": "198.51.100.7",
+            "ip_ttl": 64, **fields}
+
+
+@pytest.mark.parametrize("ports", [{"tcp_src": 40000, "tcp_dst": 1723},
+                                   {"tcp_src": 1723, "tcp_dst": 40000}])
+def test_pptp_control_goes_to_controller(table, ports):
+    (out,) = table.lookup(ip_packet(ip_proto=6, **ports))
+    assert out["out_port"] == ofp.OFPP_CONTROLLER
+    assert pipeline.decode_cookie(out["cookie"]).kind == pipeline.CookieKind.PIPELINE
+
+
+def test_gre_of_no_call_is_dropped_and_counted(table):
+    assert table.lookup(ip_packet(ip_proto=47)) == []
+    (unmatched,) = [f for f in table.flows(pipeline.TABLE_GRE)]
+    assert unmatched.packet_count == 1
+
+
+@pytest.mark.parametrize("packet", [
+    ip_packet(ip_proto=6, tcp_src=40000, tcp_dst=80),
+    ip_packet(ip_proto=17, udp_src=5000, udp_dst=53),
+    ip_packet(ip_proto=1),
+    {"in_port": 3, "eth_type": 0x0806, "arp_op": 1, "arp_spa": "203.0.113.9",
+     "arp_tpa": "203.0.113.1"},
+])
+def test_other_traffic_reaches_next_table_untouched(table, packet):
+    (out,) = table.lookup(packet)
+    assert out.pop("out_port") == NEXT_TABLE_PORT
+    assert {k: v for k, v in out.items() if k in packet} == packet
+
+
+def test_reconnect_replaces_our_flows_and_keeps_foreign_ones(table):
+    before = table.flow_count()
+    table.apply(pipeline.connect_flows(GATEWAY))
+    assert table.flow_count() == before == len(pipeline.PipelineFlow) + 1
+    assert [f.cookie for f in table.flows(GATEWAY.next_table)] == [FOREIGN_COOKIE]
