@@ -32,7 +32,7 @@ class Alg:
     def __init__(self, config: AlgConfig, clock: Clock | None = None) -> None:
         self.config = config
         kwargs = {} if clock is None else {"clock": clock}
-        self.gateways = {g.dpid: Gateway(g, **kwargs) for g in config.gateways}
+        self.gateways = {g.dpid: Gateway(g, config.timeouts, **kwargs) for g in config.gateways}
         self.counters: Counter[str] = Counter()
 
     def gateway(self, dpid: int) -> Gateway:
@@ -61,6 +61,24 @@ class Alg:
                   cookie: int) -> list[ofmsg.Message]:
         gateway = self._known(dpid, "packet_in")
         return [] if gateway is None else gateway.packet_in(in_port, data, cookie)
+
+    def barrier_reply(self, dpid: int, xid: int) -> list[ofmsg.Message]:
+        gateway = self.gateways.get(dpid)
+        return [] if gateway is None else gateway.barrier_reply(xid)
+
+    def flow_removed(self, dpid: int, cookie: int, reason: int, packets: int,
+                     octets: int) -> list[ofmsg.Message]:
+        gateway = self.gateways.get(dpid)
+        return [] if gateway is None else gateway.flow_removed(cookie, reason, packets, octets)
+
+    def flow_stats(self, dpid: int, entries: list[tuple[int, dict[str, Any], int, int]]) -> None:
+        gateway = self.gateways.get(dpid)
+        if gateway is not None:
+            gateway.flow_stats(entries)
+
+    def tick(self, dpid: int) -> list[ofmsg.Message]:
+        gateway = self.gateways.get(dpid)
+        return [] if gateway is None else gateway.tick()
 
     def sessions(self, dpid: int | None = None) -> list[dict[str, Any]]:
         gateways = self.gateways.values() if dpid is None else [self.gateway(dpid)]

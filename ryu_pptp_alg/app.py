@@ -25,6 +25,7 @@ from ryu.controller.handler import (  # noqa: E402
     MAIN_DISPATCHER,
     set_ev_cls,
 )
+from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
 from ryu_pptp_alg import flags  # noqa: E402
@@ -33,6 +34,7 @@ from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E40
 from ryu_pptp_alg.rest import ALG_KEY, PptpRestController  # noqa: E402
 
 LOG = logging.getLogger("ryu_pptp_alg.app")
+TICK_SECONDS = 1.0
 
 
 def load_configured() -> AlgConfig:
@@ -65,6 +67,16 @@ class PptpAlgApp(app_manager.RyuApp):
             LOG.info("gateway %s: inside ports %s, outside ports %s, public %s",
                      gateway.label, list(gateway.inside_ports), list(gateway.outside_ports),
                      ", ".join(map(str, gateway.public_addresses)))
+        self.threads.append(hub.spawn(self._ticker))
+
+    def _ticker(self) -> None:
+        while True:
+            hub.sleep(TICK_SECONDS)
+            for dpid, datapath in list(self.datapaths.items()):
+                try:
+                    self.send(datapath, self.alg.tick(dpid))
+                except Exception:  # a bug must not stop timeouts for every switch
+                    LOG.exception("tick failed for dpid %#x", dpid)
 
     def send(self, datapath: Any, msgs: list[Any]) -> None:
         for msg in msgs:
@@ -91,7 +103,30 @@ class PptpAlgApp(app_manager.RyuApp):
         msg = ev.msg
         datapath = msg.datapath
         in_port = msg.match.get("in_port", 0)
-        self.send(datapath, self.alg.packet_in(datapath.id, in_port, msg.data, msg.cookie))
+        try:
+            msgs = self.alg.packet_in(datapath.id, in_port, msg.data, msg.cookie)
+        except Exception:  # never let one packet take the controller down
+            LOG.exception("packet-in from dpid %#x port %d failed", datapath.id, in_port)
+            return
+        self.send(datapath, msgs)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def barrier_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        self.send(msg.datapath, self.alg.barrier_reply(msg.datapath.id, msg.xid))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def flow_removed(self, ev: Any) -> None:
+        msg = ev.msg
+        self.send(msg.datapath, self.alg.flow_removed(msg.datapath.id, msg.cookie, msg.reason,
+                                                      msg.packet_count, msg.byte_count))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def flow_stats_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        entries = [(stat.cookie, dict(stat.match.items()), stat.packet_count, stat.byte_count)
+                   for stat in msg.body]
+        self.alg.flow_stats(msg.datapath.id, entries)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_msg(self, ev: Any) -> None:

@@ -6,6 +6,7 @@ what is wrong with it, so an operator can fix the file from the message alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
@@ -17,6 +18,7 @@ import yaml
 MAX_DPID = 2**64 - 1
 MAX_PORT = 0xFFFFFF00  # OFPP_MAX: highest physical port number
 DEFAULT_NEXT_TABLE = 2
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 T = TypeVar("T")
 
@@ -49,6 +51,11 @@ class GatewayConfig:
     port_forwards: tuple[PortForward, ...] = ()
     next_table: int = DEFAULT_NEXT_TABLE
     name: str = ""
+    gateway_mac: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.gateway_mac:
+            object.__setattr__(self, "gateway_mac", default_gateway_mac(self.dpid))
 
     @property
     def default_public_address(self) -> IPv4Address:
@@ -59,9 +66,27 @@ class GatewayConfig:
         return self.name or f"dpid {self.dpid:#x}"
 
 
+def default_gateway_mac(dpid: int) -> str:
+    """A locally administered unicast MAC derived from the dpid: 0e:00 + its low 32 bits."""
+    return "0e:00:" + (dpid & 0xFFFFFFFF).to_bytes(4, "big").hex(":")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. GRE flows idle this long are removed and their calls end."""
+
+    gre_idle: int = 300
+    control_idle: int = 300  # control connection silent this long is torn down
+    closing_linger: int = 10  # a closed (FIN/RST) connection's NAT mapping stays this long
+    stats_interval: int = 10  # flow statistics refresh for the session table
+    arp_retry: float = 1.0  # ARP request retry interval for unresolved next hops
+    arp_give_up: float = 5.0  # packets waiting for an unresolved next hop are dropped after
+
+
 @dataclass(frozen=True)
 class AlgConfig:
     gateways: tuple[GatewayConfig, ...]
+    timeouts: Timeouts = Timeouts()
 
     def gateway(self, dpid: int) -> GatewayConfig | None:
         for gateway in self.gateways:
@@ -80,6 +105,7 @@ GATEWAY_KEYS = {
     "port_forwards",
     "next_table",
     "name",
+    "gateway_mac",
 }
 REQUIRED_GATEWAY_KEYS = ("dpid", "inside_ports", "outside_ports", "inside_address",
                          "public_addresses")
@@ -103,7 +129,7 @@ def parse_config(text: str) -> AlgConfig:
 
 
 def config_from_dict(document: Any) -> AlgConfig:
-    top = _mapping(document, "", {"gateways"})
+    top = _mapping(document, "", {"gateways", "timeouts"})
     if "gateways" not in top:
         raise ConfigError("gateways", "missing (a list with one entry per NAT switch)")
     entries = _list(top["gateways"], "gateways")
@@ -116,7 +142,23 @@ def config_from_dict(document: Any) -> AlgConfig:
             raise ConfigError(f"gateways[{i}].dpid",
                               f"{gateway.dpid:#x} is also gateways[{seen[gateway.dpid]}]")
         seen[gateway.dpid] = i
-    return AlgConfig(gateways=gateways)
+    return AlgConfig(gateways=gateways, timeouts=_timeouts(top.get("timeouts") or {}))
+
+
+def _timeouts(value: Any) -> Timeouts:
+    fields = _mapping(value, "timeouts", set(Timeouts.__dataclass_fields__))
+    values: dict[str, Any] = {}
+    for name, raw in fields.items():
+        key = f"timeouts.{name}"
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ConfigError(key, f"expected a number of seconds, got {_describe(raw)}")
+        if name in ("gre_idle", "control_idle", "closing_linger", "stats_interval"):
+            values[name] = _int(raw, key, 1, 0xFFFF)
+        elif not 0 < raw <= 3600:
+            raise ConfigError(key, f"{raw} is out of range (0, 3600]")
+        else:
+            values[name] = float(raw)
+    return Timeouts(**values)
 
 
 def _gateway(entry: Any, key: str) -> GatewayConfig:
@@ -146,6 +188,12 @@ def _gateway(entry: Any, key: str) -> GatewayConfig:
     name = fields.get("name", "")
     if not isinstance(name, str):
         raise ConfigError(f"{key}.name", f"expected a string, got {name!r}")
+    gateway_mac = fields.get("gateway_mac", "")
+    if gateway_mac:
+        if not isinstance(gateway_mac, str) or not MAC_RE.match(gateway_mac.lower()):
+            raise ConfigError(f"{key}.gateway_mac", f"{gateway_mac!r} is not a MAC address")
+        if int(gateway_mac[:2], 16) & 1:
+            raise ConfigError(f"{key}.gateway_mac", f"{gateway_mac} is a multicast address")
     return GatewayConfig(
         dpid=_dpid(fields["dpid"], f"{key}.dpid"),
         inside_ports=inside_ports,
@@ -156,6 +204,7 @@ def _gateway(entry: Any, key: str) -> GatewayConfig:
         port_forwards=forwards,
         next_table=next_table,
         name=name,
+        gateway_mac=gateway_mac.lower() if gateway_mac else "",
     )
 
 
@@ -279,6 +328,7 @@ __all__ = [
     "ConfigError",
     "GatewayConfig",
     "PortForward",
+    "Timeouts",
     "config_from_dict",
     "load_config",
     "parse_config",

@@ -1,60 +1,515 @@
 """Per-datapath ALG logic: plain Python, no eventlet, no sockets.
 
-A ``Gateway`` turns switch events into lists of OpenFlow messages (Ryu parser
-objects with no datapath bound) and keeps the session table for one NAT
-switch. The Ryu glue in ``app.py`` only delivers events and sends messages.
+A ``Gateway`` turns switch events (packet-in, barrier reply, flow removed,
+flow stats, a clock tick) into lists of OpenFlow messages (Ryu parser objects
+with no datapath bound) and keeps the session table of one NAT switch. The Ryu
+glue in ``app.py`` only delivers events and sends messages.
+
+Outbound PPTP: the client's control connection is NATed here, packet by
+packet, to a public address; its messages are tracked; when a call comes up its
+GRE gets address-rewrite flows in the switch (see ``pairs.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import Any
 
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
 from ryu_pptp_alg import ofmsg, pipeline
-from ryu_pptp_alg.config import GatewayConfig
+from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
+from ryu_pptp_alg.codec.frame import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IPV4,
+    IP_PROTO_GRE,
+    IP_PROTO_TCP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Ethernet,
+    FrameError,
+    Ipv4,
+    Tcp,
+    build_ethernet,
+    build_ipv4,
+    build_tcp,
+    parse_arp,
+    parse_ethernet,
+    parse_ipv4,
+    parse_tcp,
+)
+from ryu_pptp_alg.codec.gre import GreError, peek_call_id
+from ryu_pptp_alg.codec.reassembly import StreamReassembler
+from ryu_pptp_alg.config import GatewayConfig, Timeouts
+from ryu_pptp_alg.neighbours import Neighbours, Side
+from ryu_pptp_alg.pairs import (
+    GrePair,
+    Hop,
+    PairState,
+    PairTable,
+    delete_pair_flows,
+    delete_to_controller_flow,
+    to_client_flow,
+    to_controller_flow,
+    to_server_flow,
+)
+from ryu_pptp_alg.session import (
+    Call,
+    CallState,
+    ConnState,
+    ControlConnection,
+    Event,
+    EventKind,
+    Tracker,
+    describe,
+)
 
 Clock = Callable[[], float]
+INSIDE = "inside"
+OUTSIDE = "outside"
+FIRST_DYNAMIC_PORT = 1024
+GRE_PAIR_COOKIE = pipeline.cookie(pipeline.CookieKind.GRE_PAIR, 0)
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, clock: Clock = time.time,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(self, config: GatewayConfig, timeouts: Timeouts | None = None,
+                 clock: Clock = time.time, logger: logging.Logger | None = None) -> None:
         self.config = config
+        self.timeouts = timeouts or Timeouts()
         self.clock = clock
         self.log = logger or logging.getLogger(f"ryu_pptp_alg.gateway.{config.dpid:x}")
         self.connected = False
         self.connected_since: float | None = None
         self.counters: Counter[str] = Counter()
+        self.mac = config.gateway_mac
+        self.inside_ports = frozenset(config.inside_ports)
+        self.outside_ports = frozenset(config.outside_ports)
+        self.public_addresses = frozenset(config.public_addresses)
+        self.neighbours = Neighbours(
+            self.mac,
+            {INSIDE: Side(INSIDE, config.inside_ports, (config.inside_address.ip,)),
+             OUTSIDE: Side(OUTSIDE, config.outside_ports, config.public_addresses)},
+            self.timeouts.arp_retry, self.timeouts.arp_give_up)
+        self.conns_inside: dict[tuple[IPv4Address, int, IPv4Address, int], ControlConnection] = {}
+        self.conns_outside: dict[tuple[IPv4Address, int, IPv4Address, int],
+                                 ControlConnection] = {}
+        self.pairs = PairTable()
+        self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
+        self._next_xid = 1
+        self._last_stats = 0.0
 
     @property
     def dpid(self) -> int:
         return self.config.dpid
 
-    def datapath_up(self) -> list[ofmsg.Message]:
-        """The switch connected (or reconnected): rebuild our pipeline on it."""
+    # --- switch connection ---------------------------------------------------------------
+
+    def datapath_up(self) -> list[Any]:
+        """The switch connected (or reconnected): rebuild our pipeline and live calls' flows."""
         self.connected = True
         self.connected_since = self.clock()
         self.counters["connects"] += 1
-        self.log.info("%s connected: installing PPTP pipeline", self.config.label)
-        return pipeline.connect_flows(self.config)
+        self.log.info("%s connected: installing PPTP pipeline, %d GRE pairs", self.config.label,
+                      len(self.pairs))
+        msgs = [*pipeline.reset_flows(), *pipeline.static_flows(self.config)]
+        for pair in self.pairs:
+            msgs.extend(self._pair_flows(pair))
+        msgs.append(ofmsg.barrier())
+        # Barriers sent to the old connection will never be answered: release now.
+        for conn in self.held.values():
+            msgs.extend(conn_held_release(conn))
+        self.held.clear()
+        return msgs
 
     def datapath_down(self) -> None:
         if self.connected:
-            self.log.warning("%s disconnected", self.config.label)
+            self.log.warning("%s disconnected; %d control connections kept", self.config.label,
+                             len(self.conns_inside))
         self.connected = False
         self.connected_since = None
 
-    def packet_in(self, in_port: int, data: bytes, cookie: int) -> list[ofmsg.Message]:
+    # --- packet-in -----------------------------------------------------------------------
+
+    def packet_in(self, in_port: int, data: bytes, cookie: int) -> list[Any]:
         """A packet the pipeline sent to the controller."""
         self.counters["packet_in"] += 1
+        try:
+            eth = parse_ethernet(data)
+            if eth.ethertype == ETH_TYPE_ARP:
+                return self.neighbours.handle_arp(parse_arp(eth.payload), in_port)
+            if eth.ethertype != ETH_TYPE_IPV4:
+                return self._drop("unexpected_ethertype", "ethertype %#x", eth.ethertype)
+            ip = parse_ipv4(eth.payload)
+            if ip.is_fragment:
+                return self._drop("ip_fragment", "fragment from %s", ip.src)
+            if ip.protocol == IP_PROTO_TCP:
+                return self._tcp(in_port, eth, ip, parse_tcp(ip.payload, ip.src, ip.dst))
+            if ip.protocol == IP_PROTO_GRE:
+                return self._gre(in_port, ip, len(data))
+            return self._drop("unexpected_protocol", "IP protocol %d", ip.protocol)
+        except FrameError as err:
+            return self._drop("bad_frame", "port %d: %s", in_port, err)
+
+    def _drop(self, counter: str, fmt: str, *args: Any) -> list[Any]:
+        self.counters[counter] += 1
+        self.log.debug("drop (%s): " + fmt, counter, *args)
         return []
+
+    # --- control connection (TCP/1723) ---------------------------------------------------
+
+    def _tcp(self, in_port: int, eth: Ethernet, ip: Ipv4, tcp: Tcp) -> list[Any]:
+        if in_port in self.inside_ports and tcp.dst_port == pptp.PPTP_PORT:
+            return self._from_client(in_port, eth, ip, tcp)
+        if in_port in self.outside_ports and tcp.src_port == pptp.PPTP_PORT \
+                and ip.dst in self.public_addresses:
+            return self._from_server(in_port, eth, ip, tcp)
+        return self._drop("tcp_unhandled", "%s:%d -> %s:%d on port %d", ip.src, tcp.src_port,
+                          ip.dst, tcp.dst_port, in_port)
+
+    def _from_client(self, in_port: int, eth: Ethernet, ip: Ipv4, tcp: Tcp) -> list[Any]:
+        now = self.clock()
+        msgs = self.neighbours.learn(ip.src, eth.src, in_port)
+        conn = self.conns_inside.get((ip.src, tcp.src_port, ip.dst, tcp.dst_port))
+        if conn is None:
+            if not tcp.has(TCP_SYN) or tcp.has(TCP_ACK) or tcp.has(TCP_RST):
+                return msgs + self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src,
+                                         tcp.src_port, ip.dst, tcp.dst_port)
+            conn = self._open(ip, tcp, eth.src, in_port, now)
+        if ip.ttl <= 1:
+            return msgs + self._drop("ttl_expired", "from %s", ip.src)
+        conn.last_seen = now
+        conn.client_mac, conn.switch_port = eth.src, in_port
+        if tcp.has(TCP_SYN) and conn.to_server.next_seq is None:
+            conn.to_server = StreamReassembler((tcp.seq + 1) % 2**32)
+        events = self._feed(conn, tcp, from_client=True)
+        flow_msgs, _ = self._apply(conn, events)
+        msgs.extend(flow_msgs)
+        rewritten = Ipv4(**{**ip.__dict__, "src": conn.public_ip, "ttl": ip.ttl - 1,
+                            "payload": build_tcp(dataclasses.replace(
+                                tcp, src_port=conn.public_port), conn.public_ip, ip.dst)})
+        packet = build_ipv4(rewritten)
+        msgs.extend(self.neighbours.send_via(self._next_hop(ip.dst), OUTSIDE,
+                                             self._sender(packet), now))
+        msgs.extend(self._tcp_close(conn, tcp, from_client=True))
+        return msgs
+
+    def _from_server(self, in_port: int, eth: Ethernet, ip: Ipv4, tcp: Tcp) -> list[Any]:
+        now = self.clock()
+        conn = self.conns_outside.get((ip.src, tcp.src_port, ip.dst, tcp.dst_port))
+        if conn is None:
+            return self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src, tcp.src_port, ip.dst,
+                              tcp.dst_port)
+        msgs = []
+        if self.config.outside_next_hop is None:
+            msgs.extend(self.neighbours.learn(ip.src, eth.src, in_port))
+        if ip.ttl <= 1:
+            return msgs + self._drop("ttl_expired", "from %s", ip.src)
+        conn.last_seen = now
+        if tcp.has(TCP_SYN) and conn.to_client.next_seq is None:
+            conn.to_client = StreamReassembler((tcp.seq + 1) % 2**32)
+        events = self._feed(conn, tcp, from_client=False)
+        flow_msgs, hold = self._apply(conn, events)
+        rewritten = Ipv4(**{**ip.__dict__, "dst": conn.client_ip, "ttl": ip.ttl - 1,
+                            "payload": build_tcp(dataclasses.replace(
+                                tcp, dst_port=conn.client_port), ip.src, conn.client_ip)})
+        out = self._sender(build_ipv4(rewritten))(Hop(conn.client_mac, conn.switch_port))
+        if hold and conn.held is None:
+            # Confirm the call's flows before the reply reaches the client.
+            xid = self._xid()
+            barrier = ofmsg.barrier()
+            barrier.set_xid(xid)
+            conn.held = []
+            self.held[xid] = conn
+            msgs.extend([*flow_msgs, barrier])
+        else:
+            msgs.extend(flow_msgs)
+        if conn.held is not None:
+            conn.held.extend(out)  # keep the stream in order behind the held reply
+        else:
+            msgs.extend(out)
+        msgs.extend(self._tcp_close(conn, tcp, from_client=False))
+        return msgs
+
+    def barrier_reply(self, xid: int) -> list[Any]:
+        """A barrier we sent was answered: release what waited for it."""
+        conn = self.held.pop(xid, None)
+        return [] if conn is None else conn_held_release(conn)
+
+    def _open(self, ip: Ipv4, tcp: Tcp, client_mac: str, in_port: int,
+              now: float) -> ControlConnection:
+        public_ip = self._choose_public(ip.src, ip.dst)
+        public_port = self._choose_port(public_ip, tcp.src_port, ip.dst, tcp.dst_port)
+        conn = ControlConnection(ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip,
+                                 public_port, client_mac, in_port, created=now, last_seen=now)
+        self.conns_inside[conn.inside_key] = conn
+        self.conns_outside[conn.outside_key] = conn
+        self.counters["control_connections"] += 1
+        self.log.info("control connection %s", describe(conn))
+        return conn
+
+    def _choose_public(self, client: IPv4Address, server: IPv4Address) -> IPv4Address:
+        """Keep a client on one address per server; else a pool address no other client
+        uses towards that server, so its GRE pair stays unambiguous; else the default."""
+        taken: set[IPv4Address] = set()
+        for conn in self.conns_inside.values():
+            if conn.server_ip == server:
+                if conn.client_ip == client:
+                    return conn.public_ip
+                taken.add(conn.public_ip)
+        for address in self.config.public_addresses:
+            if address not in taken:
+                return address
+        return self.config.default_public_address
+
+    def _choose_port(self, public: IPv4Address, port: int, server: IPv4Address,
+                     server_port: int) -> int:
+        """The client's own source port unless another connection holds it."""
+        candidate = port
+        for _ in range(65536):
+            if (server, server_port, public, candidate) not in self.conns_outside:
+                return candidate
+            candidate = candidate + 1 if candidate < 65535 else FIRST_DYNAMIC_PORT
+        raise RuntimeError(f"no free port on {public} towards {server}")
+
+    def _next_hop(self, destination: IPv4Address) -> IPv4Address:
+        return self.config.outside_next_hop or destination
+
+    def _sender(self, ip_packet: bytes) -> Callable[[Hop], list[Any]]:
+        def send(hop: Hop) -> list[Any]:
+            frame = build_ethernet(Ethernet(hop.mac, self.mac, ETH_TYPE_IPV4, ip_packet))
+            return [ofmsg.packet_out(frame, [ofmsg.output(hop.port)])]
+        return send
+
+    def _feed(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Event]:
+        stream = conn.to_server if from_client else conn.to_client
+        if not tcp.payload or stream.failed:
+            return []
+        try:
+            messages = stream.feed(tcp.seq, tcp.payload)
+        except StreamDesync as err:
+            conn.errors["stream_desync"] += 1
+            self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
+                             "on it are no longer tracked", describe(conn), err)
+            messages = getattr(err, "messages", [])
+        except ReassemblyOverflow as err:
+            conn.errors["reassembly_overflow"] += 1
+            self.log.warning("%s: %s", describe(conn), err)
+            return []
+        tracker = Tracker(self.clock())
+        events: list[Event] = []
+        for message in messages:
+            try:
+                msg = pptp.parse(message.data)
+            except PptpError as err:
+                conn.errors["bad_message"] += 1
+                self.log.warning("%s: bad control message: %s", describe(conn), err)
+                continue
+            self.counters["control_messages"] += 1
+            handle = tracker.client_message if from_client else tracker.server_message
+            events.extend(handle(conn, msg))
+        return events
+
+    def _tcp_close(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Any]:
+        if not tcp.flags & (TCP_FIN | TCP_RST):
+            return []
+        if tcp.has(TCP_FIN):
+            if from_client:
+                conn.fin_from_client = True
+            else:
+                conn.fin_from_server = True
+        if conn.state == ConnState.CLOSING:
+            return []
+        conn.state = ConnState.CLOSING
+        conn.closed_at = self.clock()
+        self.log.info("control connection %s closing (%s)", describe(conn),
+                      "RST" if tcp.has(TCP_RST) else "FIN")
+        msgs, _ = self._apply(conn, Tracker(self.clock()).connection_closed(conn))
+        return msgs
+
+    # --- calls and their GRE pairs -------------------------------------------------------
+
+    def _apply(self, conn: ControlConnection, events: list[Event]) -> tuple[list[Any], bool]:
+        """Flow messages for call events; True when a new pair awaits confirmation."""
+        msgs: list[Any] = []
+        hold = False
+        for event in events:
+            call = event.call
+            if event.kind == EventKind.CALL_REQUESTED:
+                msgs.extend(self._call_requested(conn, call))
+            elif event.kind == EventKind.CALL_ESTABLISHED:
+                pair_msgs = self._call_established(conn, call)
+                hold = hold or bool(pair_msgs)
+                msgs.extend(pair_msgs)
+            elif event.kind == EventKind.CALL_CLOSED:
+                msgs.extend(self._call_closed(conn, call))
+        return msgs, hold
+
+    def _call_requested(self, conn: ControlConnection, call: Call) -> list[Any]:
+        self.counters["calls_requested"] += 1
+        pair = self.pairs.get(conn.client_ip, conn.server_ip, conn.public_ip)
+        new = pair is None
+        if pair is None:
+            to_server = self.neighbours.lookup(self._next_hop(conn.server_ip))
+            if to_server is None:
+                self.counters["call_without_next_hop"] += 1
+                self.log.warning("%s: call %d: next hop unknown, no GRE flows", describe(conn),
+                                 call.client_call_id)
+                return []
+            pair = self.pairs.add(conn.client_ip, conn.server_ip, conn.public_ip,
+                                  Hop(conn.client_mac, conn.switch_port), to_server)
+        pair.calls.add(call)
+        call.pair = pair
+        self.log.info("%s: call %d requested (pair %d %s)", describe(conn), call.client_call_id,
+                      pair.ident, "new" if new else "shared")
+        # Early server GRE reaches the controller, never the drop flow; the barrier keeps
+        # the request behind this flow on any switch.
+        return [to_controller_flow(pair), ofmsg.barrier()] if new else []
+
+    def _call_established(self, conn: ControlConnection, call: Call) -> list[Any]:
+        self.counters["calls_established"] += 1
+        pair = call.pair
+        self.log.info("%s: call %d established, server call ID %s", describe(conn),
+                      call.client_call_id, call.server_call_id)
+        if pair is None or pair.state == PairState.INSTALLED:
+            return []
+        pair.state = PairState.INSTALLED
+        pair.fast = True
+        return self._pair_flows(pair)
+
+    def _pair_flows(self, pair: GrePair) -> list[Any]:
+        """The flows a pair needs in its current state."""
+        if pair.state == PairState.PENDING:
+            return [to_controller_flow(pair)]
+        idle = self.timeouts.gre_idle
+        msgs = [to_server_flow(pair, self.mac, idle)]
+        if pair.fast:
+            msgs.extend([to_client_flow(pair, self.mac, idle), delete_to_controller_flow(pair)])
+        else:
+            msgs.append(to_controller_flow(pair))
+        return msgs
+
+    def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
+        self.counters["calls_closed"] += 1
+        self.log.info("%s: call %d closed", describe(conn), call.client_call_id)
+        pair = call.pair
+        if pair is None:
+            return []
+        pair.calls.discard(call)
+        if pair.calls:
+            return []
+        self.pairs.remove(pair)
+        return [delete_pair_flows(pair)]
+
+    # --- GRE through the controller ------------------------------------------------------
+
+    def _gre(self, in_port: int, ip: Ipv4, frame_len: int) -> list[Any]:
+        if in_port not in self.outside_ports or ip.dst not in self.public_addresses:
+            return self._drop("gre_unexpected", "%s -> %s on port %d", ip.src, ip.dst, in_port)
+        try:
+            call_id = peek_call_id(ip.payload)
+        except GreError as err:
+            return self._drop("bad_gre", "%s -> %s: %s", ip.src, ip.dst, err)
+        if ip.ttl <= 1:
+            return self._drop("ttl_expired", "GRE from %s", ip.src)
+        pair = self._pair_for_gre(ip.src, ip.dst, call_id)
+        if pair is None:
+            return self._drop("gre_no_call", "%s -> %s call ID %d", ip.src, ip.dst, call_id)
+        for call in pair.calls:
+            if call.public_call_id == call_id:
+                call.slow_packets += 1
+                call.slow_bytes += frame_len
+                break
+        self.counters["gre_via_controller"] += 1
+        rewritten = Ipv4(**{**ip.__dict__, "dst": pair.client_ip, "ttl": ip.ttl - 1})
+        return self._sender(build_ipv4(rewritten))(pair.to_client)
+
+    def _pair_for_gre(self, server: IPv4Address, public: IPv4Address,
+                      call_id: int) -> GrePair | None:
+        """Server-to-client GRE: the call ID in the key picks the pair."""
+        for pair in self.pairs.sharing(server, public):
+            if any(call.public_call_id == call_id for call in pair.calls):
+                return pair
+        return None
+
+    # --- switch feedback and time --------------------------------------------------------
+
+    def flow_removed(self, cookie: int, reason: int, packets: int, octets: int) -> list[Any]:
+        pair = self.pairs.by_cookie(cookie)
+        if pair is None:
+            return []
+        pair.removed_packets += packets
+        pair.removed_bytes += octets
+        if reason not in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
+            return []
+        self.log.info("GRE pair %d (%s -> %s via %s) idle: its calls end", pair.ident,
+                      pair.client_ip, pair.server_ip, pair.public_ip)
+        self.counters["gre_idle_timeouts"] += 1
+        msgs: list[Any] = []
+        for conn in self.conns_inside.values():
+            for call in conn.live_calls:
+                if call.pair is pair:
+                    call.state = CallState.CLOSED
+                    msgs.extend(self._call_closed(conn, call))
+        return msgs
+
+    def flow_stats(self, entries: list[tuple[int, dict[str, Any], int, int]]) -> None:
+        """(cookie, match, packets, bytes) of our GRE pair flows."""
+        for cookie, match, packets, octets in entries:
+            pair = self.pairs.by_cookie(cookie)
+            if pair is None:
+                continue
+            direction = "to_server" if match.get("ipv4_src") == str(pair.client_ip) \
+                else "to_client"
+            pair.live_packets[direction] = packets
+            pair.live_bytes[direction] = octets
+
+    def tick(self) -> list[Any]:
+        """Timeouts, ARP retries and statistics requests; call about once a second."""
+        now = self.clock()
+        msgs = self.neighbours.tick(now)
+        for conn in list(self.conns_inside.values()):
+            if conn.state == ConnState.CLOSING:
+                if now - (conn.closed_at or now) >= self.timeouts.closing_linger:
+                    self._forget(conn)
+            elif now - conn.last_seen >= self.timeouts.control_idle:
+                self.log.info("control connection %s idle for %ds: torn down", describe(conn),
+                              self.timeouts.control_idle)
+                self.counters["control_idle_timeouts"] += 1
+                events = Tracker(now).connection_closed(conn)
+                msgs.extend(self._apply(conn, events)[0])
+                self._forget(conn)
+        if self.connected and len(self.pairs) and \
+                now - self._last_stats >= self.timeouts.stats_interval:
+            self._last_stats = now
+            msgs.append(parser.OFPFlowStatsRequest(
+                None, table_id=pipeline.TABLE_GRE, out_port=ofp.OFPP_ANY,
+                out_group=ofp.OFPG_ANY, cookie=GRE_PAIR_COOKIE,
+                cookie_mask=pipeline.COOKIE_KIND_MASK))
+        return msgs
+
+    def _forget(self, conn: ControlConnection) -> None:
+        self.conns_inside.pop(conn.inside_key, None)
+        self.conns_outside.pop(conn.outside_key, None)
+
+    def _xid(self) -> int:
+        xid = self._next_xid
+        self._next_xid = self._next_xid % 0x7FFFFFFF + 1
+        return 0x80000000 | xid
+
+    # --- reporting -----------------------------------------------------------------------
 
     def sessions(self) -> list[dict[str, Any]]:
         """Rows of the REST session table, one per control connection."""
-        return []
+        return [conn.row(self.dpid) for conn in self.conns_inside.values()]
 
     def status(self) -> dict[str, Any]:
         config = self.config
@@ -63,11 +518,19 @@ class Gateway:
             "name": config.name,
             "connected": self.connected,
             "connected_since": self.connected_since,
+            "gateway_mac": self.mac,
             "inside_ports": list(config.inside_ports),
             "outside_ports": list(config.outside_ports),
             "inside_address": str(config.inside_address),
             "public_addresses": [str(a) for a in config.public_addresses],
             "port_forwards": [{"public": str(f.public), "inside": str(f.inside)}
                               for f in config.port_forwards],
-            "counters": dict(sorted(self.counters.items())),
+            "control_connections": len(self.conns_inside),
+            "gre_pairs": len(self.pairs),
+            "counters": dict(sorted((self.counters + self.neighbours.counters).items())),
         }
+
+
+def conn_held_release(conn: ControlConnection) -> list[Any]:
+    held, conn.held = conn.held or [], None
+    return held

@@ -17,10 +17,13 @@ TABLE_CLASSIFY = 0  # first table: sorts PPTP control, GRE and everything else
 TABLE_GRE = 1  # per-call GRE address rewrites
 
 
-class Priority(IntEnum):
+class Priority:
     DEFAULT = 0  # table miss, made explicit so it is counted
-    PPTP_CONTROL = 1000  # TCP/1723 either direction -> controller
-    GRE = 1000  # IP protocol 47 -> GRE table
+    PPTP_CONTROL = 1000  # TCP/1723 to the gateway's MAC, either direction -> controller
+    GRE = 1000  # IP protocol 47 to the gateway's MAC -> GRE table
+    ARP = 2000  # ARP for one of the gateway's addresses -> controller
+    GRE_VIA_CONTROLLER = 2000  # GRE of a pending or shared pair -> controller
+    GRE_PAIR = 3000  # GRE address rewrites of one pair
 
 
 # Cookies: 16-bit application tag | 8-bit kind | 40-bit id.
@@ -46,6 +49,8 @@ class PipelineFlow(IntEnum):
     PPTP_FROM_SERVER = 3
     GRE_TO_GRE_TABLE = 4
     GRE_UNMATCHED = 5
+    ARP_INSIDE = 6
+    ARP_PUBLIC = 7  # one flow per public address, all with this cookie
 
 
 def cookie(kind: CookieKind, ident: int) -> int:
@@ -83,8 +88,17 @@ def reset_flows() -> list[ofmsg.Message]:
 def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
     """The classification pipeline for one gateway switch."""
     to_controller = [ofmsg.apply_actions([ofmsg.output_controller()])]
-    tcp = {"eth_type": ofmsg.ETH_TYPE_IPV4, "ip_proto": ofmsg.IP_PROTO_TCP}
+    routed = {"eth_dst": gateway.gateway_mac, "eth_type": ofmsg.ETH_TYPE_IPV4}
+    tcp = {**routed, "ip_proto": ofmsg.IP_PROTO_TCP}
+    arp_flows = [
+        ofmsg.flow_add(TABLE_CLASSIFY, Priority.ARP,
+                       ofmsg.match(eth_type=ofmsg.ETH_TYPE_ARP, arp_tpa=str(address)),
+                       to_controller, _pipeline_cookie(flow))
+        for flow, address in [(PipelineFlow.ARP_INSIDE, gateway.inside_address.ip),
+                              *((PipelineFlow.ARP_PUBLIC, a) for a in gateway.public_addresses)]
+    ]
     return [
+        *arp_flows,
         ofmsg.flow_add(TABLE_CLASSIFY, Priority.DEFAULT, ofmsg.match(),
                        [ofmsg.goto_table(gateway.next_table)],
                        _pipeline_cookie(PipelineFlow.CLASSIFY_DEFAULT)),
@@ -95,7 +109,7 @@ def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
                        ofmsg.match(**tcp, tcp_src=PPTP_PORT), to_controller,
                        _pipeline_cookie(PipelineFlow.PPTP_FROM_SERVER)),
         ofmsg.flow_add(TABLE_CLASSIFY, Priority.GRE,
-                       ofmsg.match(eth_type=ofmsg.ETH_TYPE_IPV4, ip_proto=ofmsg.IP_PROTO_GRE),
+                       ofmsg.match(**routed, ip_proto=ofmsg.IP_PROTO_GRE),
                        [ofmsg.goto_table(TABLE_GRE)],
                        _pipeline_cookie(PipelineFlow.GRE_TO_GRE_TABLE)),
         # GRE of no known call: dropped, and counted by this flow's statistics.

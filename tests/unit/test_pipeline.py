@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import yaml
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_pptp_alg import pipeline
+from ryu_pptp_alg import pairs, pipeline
 from ryu_pptp_alg.config import config_from_dict
+from ryu_pptp_alg.pairs import GrePair, Hop
 from tests.fakeoftable import FakeOFTable
 from tests.unit.test_config import VALID
 
@@ -27,7 +29,35 @@ def describe_action(action: Any) -> str:
             assert action.max_len == ofp.OFPCML_NO_BUFFER
             return "controller"
         return f"output {action.port}"
+    if isinstance(action, parser.OFPActionSetField):
+        return f"set {action.key}={action.value}"
+    if isinstance(action, parser.OFPActionDecNwTtl):
+        return "dec_ttl"
     raise AssertionError(f"undocumented action {action}")
+
+
+def expand(template: Any, values: dict[str, str]) -> Any:
+    """The reference with {placeholders} filled in."""
+    if isinstance(template, str):
+        return template.format(**values)
+    if isinstance(template, list):
+        return [expand(item, values) for item in template]
+    if isinstance(template, dict):
+        return {key: expand(item, values) for key, item in template.items()}
+    return template
+
+
+def documented_static_flows() -> list[dict[str, Any]]:
+    values = {"inside_ip": str(GATEWAY.inside_address.ip), "gateway_mac": GATEWAY.gateway_mac}
+    flows = []
+    for flow in REFERENCE["static_flows"]:
+        body = {k: v for k, v in flow.items() if k not in ("name", "for_each")}
+        if flow.get("for_each") == "public_addresses":
+            flows.extend(expand(body, {**values, "public_address": str(a)})
+                         for a in GATEWAY.public_addresses)
+        else:
+            flows.append(expand(body, values))
+    return flows
 
 
 def describe(flow_mod: Any) -> dict[str, Any]:
@@ -48,16 +78,40 @@ def describe(flow_mod: Any) -> dict[str, Any]:
 
 
 def test_static_flows_match_the_reference():
-    documented = [{k: v for k, v in flow.items() if k != "name"}
-                  for flow in REFERENCE["static_flows"]]
-    assert [describe(f) for f in pipeline.static_flows(GATEWAY)] == documented
+    assert [describe(f) for f in pipeline.static_flows(GATEWAY)] == documented_static_flows()
+
+
+def test_pair_flows_match_the_reference():
+    pair = GrePair(5, IPv4Address("10.0.0.11"), IPv4Address("198.51.100.10"),
+                   IPv4Address("203.0.113.1"), Hop("02:00:00:00:00:11", 1),
+                   Hop("02:00:00:00:00:99", 3))
+    values = {"gateway_mac": GATEWAY.gateway_mac, "client": "10.0.0.11",
+              "server": "198.51.100.10", "public": "203.0.113.1",
+              "server_next_hop_mac": "02:00:00:00:00:99", "outside_port": "3",
+              "client_mac": "02:00:00:00:00:11", "client_port": "1"}
+    emitted = {"gre_to_server": pairs.to_server_flow(pair, GATEWAY.gateway_mac, 60),
+               "gre_to_client": pairs.to_client_flow(pair, GATEWAY.gateway_mac, 60),
+               "gre_via_controller": pairs.to_controller_flow(pair)}
+    for flow in REFERENCE["pair_flows"]:
+        documented = expand({k: flow[k] for k in ("table", "priority", "match", "actions")},
+                            values)
+        described = describe(emitted[flow["name"]])
+        assert pipeline.decode_cookie(described.pop("cookie")) == pipeline.DecodedCookie(
+            pipeline.CookieKind.GRE_PAIR, 5)
+        assert described == documented, flow["name"]
+
+
+def test_reference_priorities_agree_with_code():
+    for name, value in REFERENCE["priorities"].items():
+        assert getattr(pipeline.Priority, name.upper()) == value
 
 
 def test_reference_names_and_cookies_agree_with_code():
     for flow in REFERENCE["static_flows"]:
         member = pipeline.PipelineFlow[flow["name"].upper()]
         assert flow["cookie"] == pipeline.cookie(pipeline.CookieKind.PIPELINE, member)
-    assert len(REFERENCE["static_flows"]) == len(pipeline.PipelineFlow)
+    assert {f["name"] for f in REFERENCE["static_flows"]} == {
+        f.name.lower() for f in pipeline.PipelineFlow}
     assert REFERENCE["cookies"]["tag_mask"] == pipeline.COOKIE_TAG_MASK
     assert {k: v for k, v in REFERENCE["cookies"]["kinds"].items()} == {
         kind.value: kind.name.lower() for kind in pipeline.CookieKind}
@@ -89,17 +143,26 @@ def table():
 
 
 def ip_packet(**fields: Any) -> dict[str, Any]:
-    return {"in_port": 1, "eth_src": "02:00:00:00:00:02", "eth_dst": "02:00:00:00:00:01",
+    return {"in_port": 1, "eth_src": "02:00:00:00:00:02", "eth_dst": GATEWAY.gateway_mac,
             "eth_type": 0x0800, "ipv4_src": "10.0.0.2", "ipv4_dst": "198.51.100.7",
             "ip_ttl": 64, **fields}
 
 
-@pytest.mark.parametrize("ports", [{"tcp_src": 40000, "tcp_dst": 1723},
-                                   {"tcp_src": 1723, "tcp_dst": 40000}])
-def test_pptp_control_goes_to_controller(table, ports):
-    (out,) = table.lookup(ip_packet(ip_proto=6, **ports))
+@pytest.mark.parametrize("fields", [
+    {"ip_proto": 6, "tcp_src": 40000, "tcp_dst": 1723},
+    {"ip_proto": 6, "tcp_src": 1723, "tcp_dst": 40000},
+])
+def test_pptp_control_goes_to_controller(table, fields):
+    (out,) = table.lookup(ip_packet(**fields))
     assert out["out_port"] == ofp.OFPP_CONTROLLER
     assert pipeline.decode_cookie(out["cookie"]).kind == pipeline.CookieKind.PIPELINE
+
+
+@pytest.mark.parametrize("address", [GATEWAY.inside_address.ip, *GATEWAY.public_addresses])
+def test_arp_for_the_gateway_goes_to_controller(table, address):
+    (out,) = table.lookup({"in_port": 1, "eth_type": 0x0806, "arp_op": 1,
+                           "arp_spa": "10.0.0.9", "arp_tpa": str(address)})
+    assert out["out_port"] == ofp.OFPP_CONTROLLER
 
 
 def test_gre_of_no_call_is_dropped_and_counted(table):
@@ -113,8 +176,10 @@ def test_gre_of_no_call_is_dropped_and_counted(table):
     ip_packet(ip_proto=17, udp_src=5000, udp_dst=53),
     ip_packet(ip_proto=1),
     {"in_port": 3, "eth_type": 0x0806, "arp_op": 1, "arp_spa": "203.0.113.9",
-     "arp_tpa": "203.0.113.1"},
-])
+     "arp_tpa": "203.0.113.77"},  # ARP for somebody else
+    ip_packet(eth_dst="02:00:00:00:00:07", ip_proto=6, tcp_src=40000, tcp_dst=1723),  # not routed
+    ip_packet(eth_dst="02:00:00:00:00:07", ip_proto=47),
+], ids=["http", "dns", "icmp", "arp-other", "pptp-on-lan", "gre-on-lan"])
 def test_other_traffic_reaches_next_table_untouched(table, packet):
     (out,) = table.lookup(packet)
     assert out.pop("out_port") == NEXT_TABLE_PORT

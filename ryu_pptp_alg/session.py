@@ -1,0 +1,238 @@
+"""Control connections and calls, tracked through the RFC 2637 state machine.
+
+Pure bookkeeping: the tracker reads parsed control messages and reports what
+happened to calls as events; the gateway turns those into flows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.codec.reassembly import StreamReassembler
+
+if TYPE_CHECKING:
+    from ryu_pptp_alg.pairs import GrePair
+
+LOG = logging.getLogger("ryu_pptp_alg.session")
+
+CALL_CONNECTED = 1  # Outgoing-Call-Reply / Incoming-Call-Reply result code "Connected"
+START_OK = 1  # Start-Control-Connection-Reply result code "successful channel establishment"
+
+
+class ConnState(StrEnum):
+    CONNECTING = "connecting"  # TCP only, no Start-Control-Connection-Request yet
+    STARTING = "starting"  # request seen, reply awaited
+    ESTABLISHED = "established"
+    STOPPING = "stopping"  # Stop-Control-Connection-Request seen
+    CLOSING = "closing"  # TCP FIN or RST seen; mapping kept briefly for the close handshake
+
+
+class CallState(StrEnum):
+    REQUESTED = "requested"  # Outgoing-Call-Request seen, reply awaited
+    ESTABLISHED = "established"
+    CLEARING = "clearing"  # Call-Clear-Request seen, Call-Disconnect-Notify awaited
+    CLOSED = "closed"
+
+
+class Path(StrEnum):
+    FAST = "fast"  # the switch forwards this call's GRE in both directions
+    SLOW = "slow"  # server-to-client GRE goes through the controller
+
+
+class EventKind(StrEnum):
+    CALL_REQUESTED = "call-requested"
+    CALL_ESTABLISHED = "call-established"
+    CALL_CLOSED = "call-closed"
+
+
+@dataclass(eq=False)
+class Call:
+    client_call_id: int
+    public_call_id: int
+    created: float
+    server_call_id: int | None = None
+    state: CallState = CallState.REQUESTED
+    pair: GrePair | None = None
+    slow_packets: int = 0
+    slow_bytes: int = 0
+
+    @property
+    def path(self) -> Path:
+        if self.pair is not None and self.pair.fast and self.state == CallState.ESTABLISHED:
+            return Path.FAST
+        return Path.SLOW
+
+    def row(self) -> dict[str, Any]:
+        packets, octets = (0, 0) if self.pair is None else self.pair.traffic()
+        return {
+            "client_call_id": self.client_call_id,
+            "public_call_id": self.public_call_id,
+            "server_call_id": self.server_call_id,
+            "state": str(self.state),
+            "path": str(self.path),
+            "packets": packets + self.slow_packets,
+            "bytes": octets + self.slow_bytes,
+            "created": timestamp(self.created),
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    call: Call
+
+
+@dataclass(eq=False)
+class ControlConnection:
+    """One PPTP control connection through the NAT, and its calls."""
+
+    client_ip: IPv4Address
+    client_port: int
+    server_ip: IPv4Address
+    server_port: int
+    public_ip: IPv4Address
+    public_port: int
+    client_mac: str
+    switch_port: int  # the inside switch port the client is behind
+    created: float
+    state: ConnState = ConnState.CONNECTING
+    last_seen: float = 0.0
+    closed_at: float | None = None
+    fin_from_client: bool = False
+    fin_from_server: bool = False
+    calls: list[Call] = field(default_factory=list)
+    to_server: StreamReassembler = field(default_factory=StreamReassembler)
+    to_client: StreamReassembler = field(default_factory=StreamReassembler)
+    errors: Counter[str] = field(default_factory=Counter)
+    held: list[Any] | None = None  # to-client packet-outs waiting for a barrier reply
+
+    @property
+    def inside_key(self) -> tuple[IPv4Address, int, IPv4Address, int]:
+        return (self.client_ip, self.client_port, self.server_ip, self.server_port)
+
+    @property
+    def outside_key(self) -> tuple[IPv4Address, int, IPv4Address, int]:
+        return (self.server_ip, self.server_port, self.public_ip, self.public_port)
+
+    @property
+    def live_calls(self) -> list[Call]:
+        return [call for call in self.calls if call.state != CallState.CLOSED]
+
+    def call_by(self, attribute: str, value: int) -> Call | None:
+        for call in self.calls:
+            if call.state != CallState.CLOSED and getattr(call, attribute) == value:
+                return call
+        return None
+
+    def row(self, dpid: int) -> dict[str, Any]:
+        return {
+            "dpid": dpid,
+            "client": f"{self.client_ip}:{self.client_port}",
+            "public": f"{self.public_ip}:{self.public_port}",
+            "server": f"{self.server_ip}:{self.server_port}",
+            "state": str(self.state),
+            "created": timestamp(self.created),
+            "last_seen": timestamp(self.last_seen),
+            "calls": [call.row() for call in self.live_calls],
+            "errors": dict(self.errors),
+        }
+
+
+def timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+class Tracker:
+    """Applies control messages to a connection; returns what happened to its calls."""
+
+    def __init__(self, clock_now: float) -> None:
+        self.now = clock_now
+
+    def client_message(self, conn: ControlConnection, msg: pptp.Message) -> list[Event]:
+        match msg:
+            case pptp.StartControlConnectionRequest():
+                if conn.state == ConnState.CONNECTING:
+                    conn.state = ConnState.STARTING
+            case pptp.OutgoingCallRequest(call_id=call_id):
+                if conn.call_by("client_call_id", call_id) is not None:
+                    conn.errors["duplicate_call_id"] += 1
+                    LOG.warning("%s: Outgoing-Call-Request reuses live call ID %d",
+                                describe(conn), call_id)
+                    return []
+                call = Call(client_call_id=call_id, public_call_id=call_id, created=self.now)
+                conn.calls.append(call)
+                return [Event(EventKind.CALL_REQUESTED, call)]
+            case pptp.CallClearRequest(call_id=call_id):
+                call = self._call(conn, "client_call_id", call_id, msg)
+                if call is not None and call.state != CallState.CLOSED:
+                    call.state = CallState.CLEARING
+            case pptp.CallDisconnectNotify(call_id=call_id):
+                return self._close(self._call(conn, "client_call_id", call_id, msg))
+            case pptp.StopControlConnectionRequest():
+                return self._stop(conn)
+            case pptp.StopControlConnectionReply():
+                return self._stop(conn)
+        return []
+
+    def server_message(self, conn: ControlConnection, msg: pptp.Message) -> list[Event]:
+        match msg:
+            case pptp.StartControlConnectionReply(result_code=result):
+                if conn.state in (ConnState.CONNECTING, ConnState.STARTING):
+                    conn.state = ConnState.ESTABLISHED if result == START_OK \
+                        else ConnState.STOPPING
+            case pptp.OutgoingCallReply(call_id=server_id, peer_call_id=peer, result_code=result):
+                call = self._call(conn, "public_call_id", peer, msg)
+                if call is None or call.state != CallState.REQUESTED:
+                    return []
+                if result != CALL_CONNECTED:
+                    return self._close(call)
+                call.server_call_id = server_id
+                call.state = CallState.ESTABLISHED
+                return [Event(EventKind.CALL_ESTABLISHED, call)]
+            case pptp.CallDisconnectNotify(call_id=server_id):
+                return self._close(self._call(conn, "server_call_id", server_id, msg))
+            case pptp.StopControlConnectionRequest():
+                return self._stop(conn)
+            case pptp.StopControlConnectionReply():
+                return self._stop(conn)
+        return []
+
+    def connection_closed(self, conn: ControlConnection) -> list[Event]:
+        """TCP FIN/RST or a timeout: every call on the connection ends."""
+        events: list[Event] = []
+        for call in conn.live_calls:
+            events.extend(self._close(call))
+        return events
+
+    def _stop(self, conn: ControlConnection) -> list[Event]:
+        if conn.state != ConnState.CLOSING:
+            conn.state = ConnState.STOPPING
+        return self.connection_closed(conn)
+
+    def _call(self, conn: ControlConnection, attribute: str, value: int,
+              msg: pptp.Message) -> Call | None:
+        call = conn.call_by(attribute, value)
+        if call is None:
+            conn.errors["unknown_call_id"] += 1
+            LOG.info("%s: %s names unknown call ID %d", describe(conn),
+                     pptp.message_name(msg.TYPE), value)
+        return call
+
+    @staticmethod
+    def _close(call: Call | None) -> list[Event]:
+        if call is None or call.state == CallState.CLOSED:
+            return []
+        call.state = CallState.CLOSED
+        return [Event(EventKind.CALL_CLOSED, call)]
+
+
+def describe(conn: ControlConnection) -> str:
+    return (f"{conn.client_ip}:{conn.client_port} -> {conn.server_ip}:{conn.server_port} "
+            f"as {conn.public_ip}:{conn.public_port}")

@@ -1,0 +1,186 @@
+"""A gateway wired to the fake OpenFlow table: packets in, packets out, no switch.
+
+``FakeSwitch.send(port, frame)`` pushes a frame through the installed flows;
+what the flows send to the controller goes to the gateway, whose messages are
+applied back (flow-mods to the table, packet-outs to the wire, barriers
+answered unless ``hold_barriers``). Everything that leaves a port is recorded
+in ``wire`` as ``(port, frame_bytes_or_field_dict)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from ryu_pptp_alg.codec import frame as fr
+from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.codec.gre import EnhancedGre, build_gre
+from ryu_pptp_alg.config import GatewayConfig, Timeouts
+from ryu_pptp_alg.gateway import Gateway
+from tests.fakeoftable import FakeOFTable
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frame_fields(data: bytes, in_port: int) -> dict[str, Any]:
+    """The OXM fields of a frame, as the fake table matches them."""
+    eth = fr.parse_ethernet(data)
+    fields: dict[str, Any] = {"in_port": in_port, "eth_src": eth.src, "eth_dst": eth.dst,
+                              "eth_type": eth.ethertype, "len": len(data)}
+    if eth.ethertype == fr.ETH_TYPE_ARP:
+        arp = fr.parse_arp(eth.payload)
+        fields.update(arp_op=arp.op, arp_spa=str(arp.sender_ip), arp_tpa=str(arp.target_ip),
+                      arp_sha=arp.sender_mac, arp_tha=arp.target_mac)
+    elif eth.ethertype == fr.ETH_TYPE_IPV4:
+        ip = fr.parse_ipv4(eth.payload)
+        fields.update(ipv4_src=str(ip.src), ipv4_dst=str(ip.dst), ip_proto=ip.protocol,
+                      ip_ttl=ip.ttl)
+        if ip.protocol == fr.IP_PROTO_TCP and len(ip.payload) >= 4:
+            fields.update(tcp_src=int.from_bytes(ip.payload[:2], "big"),
+                          tcp_dst=int.from_bytes(ip.payload[2:4], "big"))
+    return fields
+
+
+@dataclass
+class Sent:
+    port: int
+    frame: bytes | None  # packet-outs carry bytes
+    fields: dict[str, Any]  # flow outputs carry rewritten fields only
+
+    @property
+    def via_controller(self) -> bool:
+        return self.frame is not None
+
+
+@dataclass
+class FakeSwitch:
+    gateway: Gateway
+    table: FakeOFTable = field(default_factory=FakeOFTable)
+    wire: list[Sent] = field(default_factory=list)
+    hold_barriers: bool = False
+    pending_barriers: list[int] = field(default_factory=list)
+    messages: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, config: GatewayConfig, clock: FakeClock,
+               timeouts: Timeouts | None = None) -> FakeSwitch:
+        switch = cls(Gateway(config, timeouts, clock=clock))
+        switch.apply(switch.gateway.datapath_up())
+        return switch
+
+    def apply(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            self.messages.append(msg)
+            if isinstance(msg, parser.OFPPacketOut):
+                for action in msg.actions:
+                    port = msg.in_port if action.port == ofp.OFPP_IN_PORT else action.port
+                    self.wire.append(Sent(port, bytes(msg.data), frame_fields(msg.data, port)))
+            elif isinstance(msg, parser.OFPBarrierRequest):
+                if msg.xid is None:
+                    continue  # an ordering barrier nobody waits for
+                if self.hold_barriers:
+                    self.pending_barriers.append(msg.xid)
+                else:
+                    self.apply(self.gateway.barrier_reply(msg.xid))
+            elif isinstance(msg, parser.OFPFlowStatsRequest):
+                continue
+            else:
+                self.table.apply([msg])
+
+    def release_barriers(self) -> None:
+        pending, self.pending_barriers = self.pending_barriers, []
+        for xid in pending:
+            self.apply(self.gateway.barrier_reply(xid))
+
+    def send(self, in_port: int, data: bytes) -> list[Sent]:
+        """A frame arrives on ``in_port``; returns what left the switch because of it."""
+        before = len(self.wire)
+        for out in self.table.lookup(frame_fields(data, in_port)):
+            if out["out_port"] == ofp.OFPP_CONTROLLER:
+                self.apply(self.gateway.packet_in(in_port, data, out["cookie"]))
+            else:
+                self.wire.append(Sent(out["out_port"], None, out))
+        return self.wire[before:]
+
+    def tick(self, clock: FakeClock, seconds: float) -> None:
+        clock.now += seconds
+        for flow in self.table.advance(seconds):
+            if flow.flags & ofp.OFPFF_SEND_FLOW_REM:
+                self.apply(self.gateway.flow_removed(flow.cookie, ofp.OFPRR_IDLE_TIMEOUT,
+                                                     flow.packet_count, flow.byte_count))
+        self.apply(self.gateway.tick())
+
+    def gre_flows(self) -> list[Any]:
+        return [f for f in self.table.flows(1) if f.priority > 0]
+
+
+# --- frames the test peers send ----------------------------------------------------------
+
+@dataclass
+class Host:
+    mac: str
+    ip: IPv4Address
+    gateway_mac: str
+
+    def ipv4(self, dst: IPv4Address, protocol: int, payload: bytes, ttl: int = 64) -> bytes:
+        packet = fr.build_ipv4(fr.Ipv4(self.ip, dst, protocol, payload, ttl=ttl))
+        return fr.build_ethernet(fr.Ethernet(self.gateway_mac, self.mac, fr.ETH_TYPE_IPV4,
+                                             packet))
+
+    def tcp(self, dst: IPv4Address, sport: int, dport: int, seq: int, ack: int, flags: int,
+            payload: bytes = b"") -> bytes:
+        segment = fr.Tcp(sport, dport, seq, ack, flags, payload)
+        return self.ipv4(dst, fr.IP_PROTO_TCP, fr.build_tcp(segment, self.ip, dst))
+
+    def gre(self, dst: IPv4Address, call_id: int, payload: bytes = b"\xff\x03\xc0\x21") -> bytes:
+        return self.ipv4(dst, fr.IP_PROTO_GRE,
+                         build_gre(EnhancedGre(call_id=call_id, payload=payload, sequence=1)))
+
+    def arp_reply(self, target: IPv4Address) -> bytes:
+        arp = fr.Arp(fr.ARP_REPLY, self.mac, self.ip, self.gateway_mac, target)
+        return fr.build_ethernet(fr.Ethernet(self.gateway_mac, self.mac, fr.ETH_TYPE_ARP,
+                                             fr.build_arp(arp)))
+
+    def arp_request(self, target: IPv4Address) -> bytes:
+        arp = fr.Arp(fr.ARP_REQUEST, self.mac, self.ip, fr.ZERO_MAC, target)
+        return fr.build_ethernet(fr.Ethernet(fr.BROADCAST_MAC, self.mac, fr.ETH_TYPE_ARP,
+                                             fr.build_arp(arp)))
+
+
+@dataclass
+class TcpEnd:
+    """One end of a TCP connection with its own sequence space."""
+
+    host: Host
+    port: int
+    peer_ip: IPv4Address
+    peer_port: int
+    seq: int
+    ack: int = 0
+
+    def segment(self, flags: int, payload: bytes = b"") -> bytes:
+        frame = self.host.tcp(self.peer_ip, self.port, self.peer_port, self.seq, self.ack,
+                              flags, payload)
+        self.seq = (self.seq + len(payload) + (1 if flags & (fr.TCP_SYN | fr.TCP_FIN) else 0)) \
+            % 2**32
+        return frame
+
+    def message(self, msg: pptp.Message) -> bytes:
+        return self.segment(fr.TCP_ACK | fr.TCP_PSH, pptp.build(msg))
+
+
+def tcp_of(sent: Sent) -> tuple[fr.Ipv4, fr.Tcp]:
+    """Parse a packet-out's IPv4/TCP, checking both checksums on the way."""
+    assert sent.frame is not None
+    ip = fr.parse_ipv4(fr.parse_ethernet(sent.frame).payload)
+    return ip, fr.parse_tcp(ip.payload, ip.src, ip.dst)
