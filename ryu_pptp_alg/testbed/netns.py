@@ -57,6 +57,19 @@ class Namespace:
         bridge.add_port(root_end, ofport)
         return root_end
 
+    def veth_to(self, peer: Namespace, ifname: str, peer_ifname: str,
+                address: str | None = None, peer_address: str | None = None) -> None:
+        """A veth pair from this namespace to ``peer`` (both ends up; optional addresses).
+
+        Both ends live in namespaces, so deleting either namespace removes the pair.
+        """
+        self.run("ip", "link", "add", ifname, "type", "veth", "peer", "name", peer_ifname,
+                 "netns", peer.name)
+        for ns, dev, addr in ((self, ifname, address), (peer, peer_ifname, peer_address)):
+            if addr:
+                ns.run("ip", "addr", "add", addr, "dev", dev)
+            ns.run("ip", "link", "set", dev, "up")
+
     def pids(self) -> list[int]:
         out = run(["ip", "netns", "pids", self.name], check=False).stdout
         return [int(pid) for pid in out.split()]
