@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""ryu-pptp-alg demo: a Mininet NAT switch on Open vSwitch's userspace datapath.
+"""ryu-pptp-alg demo: a real PPTP call through a Mininet NAT switch.
 
 Starts Open vSwitch, the controller (``ryu-pptp-alg``) and the topology in
-``pptp_topo.py``; waits for the switch to connect; prints the installed
-pipeline, the gateway status and the REST session table; then cleans up.
-``--cli`` drops into the Mininet CLI before cleaning up.
+``pptp_topo.py`` (clients - nat1 - srv) on Open vSwitch's userspace datapath;
+runs PoPToP (pptpd) on srv and pptp-linux on each client, with a userspace PPP
+stand-in speaking LCP over the tunnel; prints the session table and the GRE
+flows while the calls are up; hangs up and shows that the flows are gone.
+``--cli`` opens the Mininet CLI while the calls are up.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import os
 import sys
 import tempfile
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # ryu_pptp_alg from the checkout
@@ -22,11 +26,13 @@ from mininet.cli import CLI
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
-from pptp_topo import DPID, PptpNatTopo, gateway_config
+from pptp_topo import DPID, SERVER_ADDRESS, PptpNatTopo, client_address, gateway_config
 
 from ryu_pptp_alg.testbed import ovs
 from ryu_pptp_alg.testbed.controller import Controller
-from ryu_pptp_alg.testbed.proc import run
+from ryu_pptp_alg.testbed.netns import AttachedNamespace
+from ryu_pptp_alg.testbed.pptp_peers import PptpClient, PptpServer
+from ryu_pptp_alg.testbed.proc import run, wait_for
 
 
 def section(title: str) -> None:
@@ -40,9 +46,23 @@ def disable_tx_offload(net: Mininet) -> None:
             intf.node.cmd(f"ethtool -K {intf.name} tx off >/dev/null 2>&1")
 
 
+def gre_flows() -> str:
+    flows = run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "nat1", "table=1"]).stdout
+    return "\n".join(line for line in flows.splitlines()
+                     if "cookie=" in line and "priority=0 " not in line) or \
+        "(none besides the drop-and-count flow)"
+
+
+def calls_with_traffic(controller: Controller, expected: int) -> bool:
+    calls = [call for session in controller.get("/pptp/sessions")["sessions"]
+             for call in session["calls"] if call["packets"] > 0]
+    return len(calls) >= expected
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=3, help="how long the calls stay up")
     parser.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -50,7 +70,9 @@ def main() -> int:
     setLogLevel("warning")
     ovs.ensure_running()
     workdir = Path(tempfile.mkdtemp(prefix="ryu-pptp-alg-demo-"))
-    with Controller(gateway_config(args.clients), workdir) as controller:
+    config = gateway_config(args.clients)
+    config["timeouts"] = {"stats_interval": 1}
+    with Controller(config, workdir / "controller") as controller:
         section(f"controller: ryu-pptp-alg (REST {controller.url}, log {controller.log_path})")
         net = Mininet(topo=PptpNatTopo(clients=args.clients), switch=OVSSwitch,
                       controller=RemoteController("c0", ip="127.0.0.1",
@@ -59,15 +81,41 @@ def main() -> int:
         try:
             net.start()
             disable_tx_offload(net)
+            net["srv"].cmd("ip route add 203.0.113.0/24 dev srv-eth0")  # no route inside
             controller.wait_connected(DPID)
-            section("switch nat1 connected; installed pipeline")
+            section("switch nat1 connected; pipeline")
             print(run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "nat1"]).stdout)
+            with ExitStack() as stack:
+                srv = stack.enter_context(AttachedNamespace("pademo-srv", net["srv"].pid))
+                stack.enter_context(PptpServer(srv, SERVER_ADDRESS, workdir / "pptpd"))
+                clients = []
+                for index in range(1, args.clients + 1):
+                    host = stack.enter_context(AttachedNamespace(f"pademo-c{index}",
+                                                                 net[f"c{index}"].pid))
+                    clients.append(stack.enter_context(PptpClient(
+                        host, SERVER_ADDRESS, client_address(index),
+                        workdir / f"pptp-c{index}")))
+                for index, client in enumerate(clients, 1):
+                    status = client.wait_ppp_up(30)
+                    counters = status["counters"]
+                    print(f"c{index}: PPP up over PPTP: LCP {status['state']}, "
+                          f"{counters['lcp_echo_replies_received']} echo replies received")
+                wait_for(lambda: calls_with_traffic(controller, args.clients), 15,
+                         "per-call counters")
+                time.sleep(args.seconds)
+                section("GET /pptp/sessions (calls up)")
+                print(json.dumps(controller.get("/pptp/sessions"), indent=2))
+                section("GRE flows in the switch (table 1)")
+                print(gre_flows())
+                if args.cli:
+                    CLI(net)
+                section("hanging up")
+            wait_for(lambda: not any(s["calls"] for s in
+                                     controller.get("/pptp/sessions")["sessions"]),
+                     15, "calls to end")
+            print("GRE flows left:", gre_flows())
             section("GET /pptp/gateways")
             print(json.dumps(controller.get("/pptp/gateways"), indent=2))
-            section("GET /pptp/sessions")
-            print(json.dumps(controller.get("/pptp/sessions"), indent=2))
-            if args.cli:
-                CLI(net)
         finally:
             net.stop()
     section("demo finished; everything it started is stopped")

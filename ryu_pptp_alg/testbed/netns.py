@@ -93,3 +93,24 @@ class Namespace:
 
     def __exit__(self, *exc: object) -> None:
         self.delete()
+
+
+class AttachedNamespace(Namespace):
+    """A name for an existing process's network namespace (a Mininet host, say).
+
+    ``delete`` kills only what the harness tagged and removes the name; the
+    namespace itself belongs to its process.
+    """
+
+    def __init__(self, name: str, pid: int) -> None:
+        super().__init__(name)
+        self.pid = pid
+
+    def create(self) -> AttachedNamespace:
+        run(["ip", "netns", "del", self.name], check=False)
+        run(["ip", "netns", "attach", self.name, str(self.pid)])
+        return self
+
+    def delete(self) -> None:
+        if self.exists():
+            run(["ip", "netns", "del", self.name], check=False)
