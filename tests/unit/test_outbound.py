@@ -352,3 +352,31 @@ def test_ttl_expiry_is_counted(switch):
 def test_flow_removed_for_a_deleted_pair_is_harmless(switch):
     assert switch.gateway.flow_removed(pipeline.cookie(pipeline.CookieKind.GRE_PAIR, 99),
                                        ofp.OFPRR_DELETE, 1, 1) == []
+
+
+def test_outside_next_hop_carries_control_and_gre(clock):
+    router = Host("02:00:00:00:00:fe", IPv4Address("203.0.113.254"), GW_MAC)
+    config = config_from_dict({"gateways": [{
+        "dpid": 1, "inside_ports": [1, 2], "outside_ports": [OUTSIDE],
+        "inside_address": "10.0.0.1/24", "public_addresses": [str(PUBLIC)],
+        "outside_next_hop": str(router.ip)}]}).gateways[0]
+    switch = FakeSwitch.create(config, clock, TIMEOUTS)
+    end = TcpEnd(CLIENTS[1], 40000, SERVER_IP, 1723, 1000)
+    (request,) = switch.send(1, end.segment(fr.TCP_SYN))
+    assert fr.parse_arp(fr.parse_ethernet(request.frame).payload).target_ip == router.ip
+    (syn,) = switch.send(OUTSIDE, router.arp_reply(PUBLIC))
+    assert syn.fields["eth_dst"] == router.mac and syn.fields["ipv4_dst"] == str(SERVER_IP)
+    # The server is behind the router: its packets arrive with the router's MAC.
+    via_router = Host(router.mac, SERVER_IP, GW_MAC)
+    server = TcpEnd(via_router, 1723, PUBLIC, 40000, 5000, 1001)
+    (synack,) = switch.send(OUTSIDE, server.segment(fr.TCP_SYN | fr.TCP_ACK))
+    assert synack.port == 1
+    end.ack = 5001
+    peers_msgs = [(1, end, pptp.StartControlConnectionRequest()),
+                  (OUTSIDE, server, pptp.StartControlConnectionReply()),
+                  (1, end, pptp.OutgoingCallRequest(call_id=9)),
+                  (OUTSIDE, server, pptp.OutgoingCallReply(call_id=0x80, peer_call_id=9))]
+    for port, sender, msg in peers_msgs:
+        switch.send(port, sender.message(msg))
+    (out,) = switch.send(1, CLIENTS[1].gre(SERVER_IP, 0x80))
+    assert (out.fields["eth_dst"], out.fields["ipv4_src"]) == (router.mac, str(PUBLIC))
