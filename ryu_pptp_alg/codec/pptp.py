@@ -29,6 +29,7 @@ from .errors import (
 )
 
 __all__ = [
+    "CALL_ID_OFFSETS",
     "CONTROL_MESSAGE",
     "HEADER_LEN",
     "MAGIC_COOKIE",
@@ -534,6 +535,23 @@ def _compile(cls: type[Message]) -> tuple[struct.Struct, tuple[str, ...]]:
 
 
 _BODIES: Final = {cls: _compile(cls) for cls in MESSAGE_CLASSES.values()}
+
+
+def _field_offset(cls: type[Message], name: str) -> int:
+    """Byte offset of field ``name`` from the start of the message."""
+    codes = ""
+    for field_name, code in cls._LAYOUT:
+        if field_name == name:
+            return HEADER_LEN + struct.calcsize("!" + codes)
+        codes += f"{code}s" if isinstance(code, int) else code
+    raise KeyError(name)
+
+
+# Where each call-ID field sits in its message: {type: ((field, offset), ...)}.
+CALL_ID_OFFSETS: Final[dict[ControlMessageType, tuple[tuple[str, int], ...]]] = {
+    t: tuple((name, _field_offset(cls, name)) for name in cls.CALL_ID_FIELDS)
+    for t, cls in MESSAGE_CLASSES.items() if cls.CALL_ID_FIELDS
+}
 
 
 def message_name(message_type: int) -> str:

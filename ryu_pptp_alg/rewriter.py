@@ -1,0 +1,257 @@
+"""One direction of a PPTP control connection, forwarded with call IDs rewritten.
+
+Call-ID translation keeps every message's length, so TCP sequence numbers
+never change; only the two bytes of a call-ID field do. Those bytes may sit in
+any TCP segment: a message can be split anywhere (even byte by byte) or share a
+segment with others. The rewriter therefore scans the stream in order, learns
+each message's type from its header, asks ``decide`` for the new value of each
+call-ID field as soon as the field's two bytes are in, and patches them in
+whichever segment carries them.
+
+What it holds back, and why:
+- bytes after a gap (out of order) until the gap fills, then forwards them in order;
+- the tail of a segment that ends inside a call-ID field (one byte), until the
+  next byte arrives. The rest of that segment is forwarded at once, so a sender
+  waiting for an acknowledgement (Nagle) never deadlocks on us.
+Retransmissions of forwarded bytes are forwarded again with the same patches.
+
+Complete messages (original bytes) are framed by ``StreamReassembler``, fed
+strictly in order, for the connection's state machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
+from ryu_pptp_alg.codec.reassembly import StreamMessage, StreamReassembler
+
+SEQ_MOD = 1 << 32
+HALF_SEQ = 1 << 31
+PREFIX_LEN = 16  # every call-ID field lies within a message's first 16 bytes
+MAX_EMIT = 1400  # forwarded segments stay within an Ethernet MTU
+COOKIE = pptp.MAGIC_COOKIE.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class CallIdSite:
+    """A call-ID field met in the stream."""
+
+    message_seq: int  # TCP sequence number of the message's first byte
+    message_type: pptp.ControlMessageType
+    field: str
+    value: int
+
+
+Decide = Callable[[CallIdSite], int]
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A segment to forward: ``seq`` and the (patched) payload."""
+
+    seq: int
+    payload: bytes
+    complete: bool  # False: bytes of the received segment were held back (strip FIN)
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    emits: list[Emit]  # forward these, in order
+    messages: list[StreamMessage]  # complete original messages, for the state machine
+    error: PptpError | None = None  # framing lost (StreamDesync): forwarding goes on untouched
+
+
+def keep(site: CallIdSite) -> int:
+    return site.value
+
+
+class StreamRewriter:
+    def __init__(self, initial_seq: int, decide: Decide = keep,
+                 max_held: int = 65536) -> None:
+        self.base = initial_seq % SEQ_MOD
+        self.decide = decide
+        self.max_held = max_held
+        self.reassembler = StreamReassembler(self.base, max_buffered=max_held)
+        self.failed = False  # the stream lost framing: forward untouched from here on
+        self._emitted = 0  # stream offset: [0, _emitted) has been forwarded
+        self._pending = bytearray()  # in order, not yet forwarded: from _emitted
+        self._out_of_order: dict[int, bytes] = {}
+        self._patches: dict[int, int] = {}  # stream offset -> byte to write there
+        self._scanned = 0  # next stream offset the message scanner looks at
+        self._msg_start = 0
+        self._msg_len = 0  # 0 until the length field is in
+        self._prefix = bytearray()
+        self._fields_done: set[int] = set()  # field offsets decided in the current message
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence number of the next byte not yet received in order."""
+        return (self.base + self._emitted + len(self._pending)) % SEQ_MOD
+
+    @property
+    def held(self) -> int:
+        return len(self._pending) + sum(map(len, self._out_of_order.values()))
+
+    def segment(self, seq: int, payload: bytes) -> Rewritten:
+        """One received segment with data: what to forward now, and the messages it completed.
+
+        Raises ``ReassemblyOverflow`` when an out-of-order segment would exceed the
+        bound; that segment is dropped (the sender retransmits it).
+        """
+        start = self._offset(seq)
+        end = start + len(payload)
+        received = self._emitted + len(self._pending)
+        if end <= self._emitted:  # a retransmission of forwarded bytes
+            return Rewritten([Emit(seq, self._patched(start, payload), True)], [])
+        if start > received:
+            self._hold_out_of_order(start, payload)
+            return Rewritten([], [])
+        new = bytes(payload[received - start:])
+        new += self._pull_out_of_order(received + len(new))
+        self._pending += new
+        self._scan()
+        emits = self._emit(start, payload, end)
+        if not new or self.reassembler.failed:
+            return Rewritten(emits, [])
+        try:
+            return Rewritten(emits, self.reassembler.feed((self.base + received) % SEQ_MOD, new))
+        except StreamDesync as err:
+            self.failed = True
+            return Rewritten(emits, list(getattr(err, "messages", [])), err)
+
+    # --- holding and releasing -----------------------------------------------------------
+
+    def _offset(self, seq: int) -> int:
+        """Stream offset of ``seq``, taken nearest the next expected byte."""
+        anchor = self._emitted + len(self._pending)
+        delta = (seq - self.base - anchor) % SEQ_MOD
+        if delta >= HALF_SEQ:
+            delta -= SEQ_MOD
+        return anchor + delta
+
+    def _hold_out_of_order(self, start: int, payload: bytes) -> None:
+        if self.held + len(payload) > self.max_held:
+            raise ReassemblyOverflow(f"holding {self.held} bytes; segment of {len(payload)} "
+                                     f"dropped (limit {self.max_held})")
+        if len(payload) > len(self._out_of_order.get(start, b"")):
+            self._out_of_order[start] = bytes(payload)
+
+    def _pull_out_of_order(self, upto: int) -> bytes:
+        """Held segments that the in-order stream now reaches, as new in-order bytes."""
+        pulled = bytearray()
+        progress = True
+        while progress and self._out_of_order:
+            progress = False
+            for start in sorted(self._out_of_order):
+                chunk = self._out_of_order[start]
+                if start > upto:
+                    break
+                del self._out_of_order[start]
+                if start + len(chunk) > upto:
+                    pulled += chunk[upto - start:]
+                    upto = start + len(chunk)
+                progress = True
+        return bytes(pulled)
+
+    def _emit(self, start: int, payload: bytes, end: int) -> list[Emit]:
+        upto = self._emittable()
+        first = min(start, self._emitted)
+        data = bytearray(payload[first - start:self._emitted - start]) if first < self._emitted \
+            else bytearray()
+        release = upto - self._emitted
+        data += self._pending[:release]
+        del self._pending[:release]
+        self._emitted = upto
+        patched = self._patched(first, bytes(data))
+        complete = upto >= end
+        emits = [Emit((self.base + first + i) % SEQ_MOD, patched[i:i + MAX_EMIT],
+                      complete and i + MAX_EMIT >= len(patched))
+                 for i in range(0, len(patched), MAX_EMIT)]
+        return emits or [Emit((self.base + upto) % SEQ_MOD, b"", False)]
+
+    def _emittable(self) -> int:
+        """Everything received in order, except a call-ID field still missing a byte."""
+        received = self._emitted + len(self._pending)
+        msg_type = self._prefix_type()
+        if self.failed or msg_type is None:
+            return received
+        for _, offset in pptp.CALL_ID_OFFSETS.get(msg_type, ()):
+            field_start = self._msg_start + offset
+            if field_start < received < field_start + 2:
+                return field_start
+        return received
+
+    def _patched(self, start: int, data: bytes) -> bytes:
+        if not self._patches:
+            return data
+        out = bytearray(data)
+        for i in range(len(out)):
+            byte = self._patches.get(start + i)
+            if byte is not None:
+                out[i] = byte
+        return bytes(out)
+
+    # --- the message scanner -------------------------------------------------------------
+
+    def _prefix_type(self) -> pptp.ControlMessageType | None:
+        if len(self._prefix) < 10:
+            return None
+        try:
+            return pptp.ControlMessageType(int.from_bytes(self._prefix[8:10], "big"))
+        except ValueError:
+            return None
+
+    def _scan(self) -> None:
+        received = self._emitted + len(self._pending)
+        while self._scanned < received and not self.failed:
+            position = self._scanned - self._msg_start
+            if position < PREFIX_LEN:
+                take = min(PREFIX_LEN - position, received - self._scanned)
+                at = self._scanned - self._emitted
+                self._prefix += self._pending[at:at + take]
+                self._scanned += take
+                self._check_prefix()
+            elif self._msg_len:
+                self._scanned = min(self._msg_start + self._msg_len, received)
+            if self._msg_len and self._scanned >= self._msg_start + self._msg_len:
+                self._scanned = self._msg_start + self._msg_len
+                self._msg_start = self._scanned
+                self._msg_len = 0
+                self._prefix.clear()
+                self._fields_done.clear()
+
+    def _check_prefix(self) -> None:
+        prefix = self._prefix
+        if not self._msg_len and len(prefix) >= 2:
+            length = int.from_bytes(prefix[:2], "big")
+            if not pptp.MIN_MESSAGE_LEN <= length <= pptp.MAX_MESSAGE_LEN:
+                self.failed = True
+                return
+            self._msg_len = length
+        if len(prefix) >= 8 and prefix[4:8] != COOKIE:
+            self.failed = True
+            return
+        msg_type = self._prefix_type()
+        if msg_type is None:
+            return
+        for name, offset in pptp.CALL_ID_OFFSETS.get(msg_type, ()):
+            if offset in self._fields_done or len(prefix) < offset + 2:
+                continue
+            self._fields_done.add(offset)
+            value = int.from_bytes(prefix[offset:offset + 2], "big")
+            site = CallIdSite((self.base + self._msg_start) % SEQ_MOD, msg_type, name, value)
+            new = self.decide(site)
+            if new != value:
+                field_start = self._msg_start + offset
+                self._patches[field_start] = new >> 8
+                self._patches[field_start + 1] = new & 0xFF
+        self._prune_patches()
+
+    def _prune_patches(self) -> None:
+        """Patches far behind the stream are never needed for retransmissions."""
+        if len(self._patches) > 4096:
+            floor = self._emitted - 2 * self.max_held
+            self._patches = {k: v for k, v in self._patches.items() if k >= floor}

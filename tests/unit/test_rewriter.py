@@ -1,0 +1,141 @@
+"""Call-ID rewriting in the control stream, however the stream is cut into segments."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.rewriter import CallIdSite, StreamRewriter
+from tests.unit.codec.strategies import ALL_CLASSES, message_strategy
+
+messages_st = st.lists(st.sampled_from(ALL_CLASSES).flatmap(message_strategy), min_size=1,
+                       max_size=8)
+
+
+def translate(site: CallIdSite) -> int:
+    """A recognisable rewrite: every call-ID field gets its bits flipped."""
+    return site.value ^ 0xFFFF
+
+
+def expected_stream(messages: list[pptp.Message]) -> bytes:
+    out = b""
+    for msg in messages:
+        changes = {name: getattr(msg, name) ^ 0xFFFF for name in msg.CALL_ID_FIELDS}
+        out += pptp.build(dataclasses.replace(msg, **changes))
+    return out
+
+
+def cut(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [(a, data[a:b]) for a, b in itertools.pairwise(points) if b > a]
+
+
+class Wire:
+    """What the receiver reassembles from the forwarded segments."""
+
+    def __init__(self, isn: int) -> None:
+        self.isn = isn
+        self.bytes: dict[int, int] = {}
+
+    def take(self, emits) -> None:
+        for emit in emits:
+            base = (emit.seq - self.isn) % 2**32
+            for i, byte in enumerate(emit.payload):
+                previous = self.bytes.setdefault(base + i, byte)
+                assert previous == byte, "a retransmission was forwarded differently"
+
+    def stream(self) -> bytes:
+        return bytes(self.bytes[i] for i in range(len(self.bytes)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages_st, st.lists(st.integers(0, 2000), max_size=40), st.randoms(),
+       st.integers(0, 2**32 - 1))
+def test_any_segmentation_forwards_the_translated_stream(messages, cuts, rnd, isn):
+    data = b"".join(pptp.build(m) for m in messages)
+    segments = cut(data, cuts)
+    # Reorder a little and retransmit some segments.
+    order = list(segments)
+    for i in range(len(order) - 1):
+        if rnd.random() < 0.2:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    order += [s for s in segments if rnd.random() < 0.3]
+    sites: list[CallIdSite] = []
+    rewriter = StreamRewriter(isn, lambda site: (sites.append(site), translate(site))[1])
+    wire, seen = Wire(isn), []
+    for offset, chunk in order:
+        result = rewriter.segment((isn + offset) % 2**32, chunk)
+        assert result.error is None
+        wire.take(result.emits)
+        seen.extend(result.messages)
+    assert wire.stream() == expected_stream(messages)
+    assert [pptp.parse(m.data) for m in seen] == messages  # originals, each once, in order
+    assert len(sites) == sum(len(m.CALL_ID_FIELDS) for m in messages)  # each decided once
+    assert rewriter.held == 0
+
+
+def ocrq(call_id: int) -> bytes:
+    return pptp.build(pptp.OutgoingCallRequest(call_id=call_id))
+
+
+def test_byte_by_byte_holds_back_only_a_split_field():
+    data = ocrq(0x1234)
+    rewriter = StreamRewriter(100, lambda site: 0xBEEF)
+    forwarded = []
+    for i, byte in enumerate(data):
+        (emit,) = rewriter.segment(100 + i, bytes([byte])).emits
+        forwarded.append(emit)
+    held = [i for i, e in enumerate(forwarded) if not e.complete]
+    assert held == [12]  # the first byte of the call ID waits for the second
+    assert forwarded[12].payload == b"" and forwarded[13].payload == b"\xbe\xef"
+    assert forwarded[13].seq == 112
+
+
+def test_segment_ending_inside_a_field_forwards_all_but_that_byte():
+    data = pptp.build(pptp.EchoRequest()) + ocrq(7)
+    rewriter = StreamRewriter(0, lambda site: 9)
+    (first,) = rewriter.segment(0, data[:16 + 13]).emits
+    assert len(first.payload) == 16 + 12 and not first.complete
+    (second,) = rewriter.segment(29, data[29:]).emits
+    assert second.seq == 28 and second.payload[:2] == b"\x00\x09"
+
+
+def test_coalesced_messages_are_all_translated():
+    data = ocrq(1) + pptp.build(pptp.CallClearRequest(call_id=1)) + ocrq(2)
+    rewriter = StreamRewriter(0, translate)
+    result = rewriter.segment(0, data)
+    (emit,) = result.emits
+    assert emit.payload == ocrq(0xFFFE) + pptp.build(pptp.CallClearRequest(call_id=0xFFFE)) \
+        + ocrq(0xFFFD)
+    assert len(result.messages) == 3
+
+
+def test_retransmission_gets_the_same_translation_without_a_new_decision():
+    decisions = []
+    rewriter = StreamRewriter(0, lambda site: (decisions.append(site), 77)[1])
+    first = rewriter.segment(0, ocrq(5)).emits[0].payload
+    again = rewriter.segment(0, ocrq(5))
+    assert again.emits[0].payload == first and again.messages == []
+    assert len(decisions) == 1
+
+
+def test_lost_framing_is_reported_and_bytes_still_flow():
+    rewriter = StreamRewriter(0, translate)
+    garbage = b"\x00\x05" + b"x" * 20
+    result = rewriter.segment(0, garbage)
+    assert result.emits[0].payload == garbage
+    assert result.error is not None and rewriter.failed
+    later = rewriter.segment(len(garbage), ocrq(3))
+    assert later.emits[0].payload == ocrq(3)  # untouched once framing is lost
+
+
+def test_out_of_order_bytes_are_bounded():
+    rewriter = StreamRewriter(0, max_held=100)
+    rewriter.segment(50, b"x" * 60)
+    with pytest.raises(pptp.PptpError):
+        rewriter.segment(200, b"y" * 60)
