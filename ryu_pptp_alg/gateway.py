@@ -25,7 +25,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg import ofmsg, pipeline
 from ryu_pptp_alg.codec import pptp
-from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
+from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow
 from ryu_pptp_alg.codec.frame import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
@@ -33,6 +33,7 @@ from ryu_pptp_alg.codec.frame import (
     IP_PROTO_TCP,
     TCP_ACK,
     TCP_FIN,
+    TCP_PSH,
     TCP_RST,
     TCP_SYN,
     Ethernet,
@@ -47,21 +48,22 @@ from ryu_pptp_alg.codec.frame import (
     parse_ipv4,
     parse_tcp,
 )
-from ryu_pptp_alg.codec.gre import GreError, peek_call_id
-from ryu_pptp_alg.codec.reassembly import StreamReassembler
+from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
 from ryu_pptp_alg.config import GatewayConfig, Timeouts
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import (
-    GrePair,
     Hop,
+    Key,
     PairState,
     PairTable,
     delete_pair_flows,
-    delete_to_controller_flow,
+    delete_to_client_flow,
+    delete_via_controller_flow,
     to_client_flow,
-    to_controller_flow,
     to_server_flow,
+    via_controller_flow,
 )
+from ryu_pptp_alg.rewriter import CallIdSite, StreamRewriter
 from ryu_pptp_alg.session import (
     Call,
     CallState,
@@ -74,6 +76,16 @@ from ryu_pptp_alg.session import (
 )
 
 Clock = Callable[[], float]
+CMT = pptp.ControlMessageType
+# Call-ID fields that carry the client's (PNS) ID: translated client -> public on the way
+# out (Outgoing-Call-Request and Incoming-Call-Reply allocate it), public -> client on
+# the way in. The server's (PAC) IDs are never touched.
+ALLOCATING_FIELDS = {(CMT.OUTGOING_CALL_REQUEST, "call_id"), (CMT.INCOMING_CALL_REPLY, "call_id")}
+CLIENT_ID_FIELDS_OUT = {(CMT.CALL_CLEAR_REQUEST, "call_id"),
+                        (CMT.CALL_DISCONNECT_NOTIFY, "call_id")}
+CLIENT_ID_FIELDS_IN = {(CMT.OUTGOING_CALL_REPLY, "peer_call_id"),
+                       (CMT.INCOMING_CALL_CONNECTED, "peer_call_id"),
+                       (CMT.WAN_ERROR_NOTIFY, "peer_call_id")}
 INSIDE = "inside"
 OUTSIDE = "outside"
 FIRST_DYNAMIC_PORT = 1024
@@ -103,6 +115,8 @@ class Gateway:
         self.conns_outside: dict[tuple[IPv4Address, int, IPv4Address, int],
                                  ControlConnection] = {}
         self.pairs = PairTable()
+        self.public_ids: dict[Key, set[int]] = {}  # call IDs the server sees, per key
+        self.calls_by_public: dict[tuple[IPv4Address, IPv4Address, int], Call] = {}
         self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
         self._next_xid = 1
         self._last_stats = 0.0
@@ -121,8 +135,14 @@ class Gateway:
         self.log.info("%s connected: installing PPTP pipeline, %d GRE pairs", self.config.label,
                       len(self.pairs))
         msgs = [*pipeline.reset_flows(), *pipeline.static_flows(self.config)]
+        for key in self.pairs.keys.values():
+            key.via_controller = False
         for pair in self.pairs:
-            msgs.extend(self._pair_flows(pair))
+            pair.fast = False
+            if pair.state == PairState.INSTALLED:
+                msgs.append(to_server_flow(pair, self.mac, self.timeouts.gre_idle))
+        for key in list(self.pairs.keys):
+            msgs.extend(self._reconcile(key))
         msgs.append(ofmsg.barrier())
         # Barriers sent to the old connection will never be answered: release now.
         for conn in self.held.values():
@@ -188,17 +208,19 @@ class Gateway:
             return msgs + self._drop("ttl_expired", "from %s", ip.src)
         conn.last_seen = now
         conn.client_mac, conn.switch_port = eth.src, in_port
-        if tcp.has(TCP_SYN) and conn.to_server.next_seq is None:
-            conn.to_server = StreamReassembler((tcp.seq + 1) % 2**32)
-        events = self._feed(conn, tcp, from_client=True)
+        if tcp.has(TCP_SYN) and conn.to_server is None:
+            conn.to_server = StreamRewriter(
+                tcp.seq + 1, lambda site: self._decide_to_server(conn, site))
+        segments, events = self._rewrite(conn, tcp, from_client=True)
         flow_msgs, _ = self._apply(conn, events)
         msgs.extend(flow_msgs)
-        rewritten = Ipv4(**{**ip.__dict__, "src": conn.public_ip, "ttl": ip.ttl - 1,
-                            "payload": build_tcp(dataclasses.replace(
-                                tcp, src_port=conn.public_port), conn.public_ip, ip.dst)})
-        packet = build_ipv4(rewritten)
-        msgs.extend(self.neighbours.send_via(self._next_hop(ip.dst), OUTSIDE,
-                                             self._sender(packet), now))
+        for segment in segments:
+            rewritten = Ipv4(**{**ip.__dict__, "src": conn.public_ip, "ttl": ip.ttl - 1,
+                                "payload": build_tcp(dataclasses.replace(
+                                    segment, src_port=conn.public_port),
+                                    conn.public_ip, ip.dst)})
+            msgs.extend(self.neighbours.send_via(self._next_hop(ip.dst), OUTSIDE,
+                                                 self._sender(build_ipv4(rewritten)), now))
         msgs.extend(self._tcp_close(conn, tcp, from_client=True))
         return msgs
 
@@ -214,14 +236,19 @@ class Gateway:
         if ip.ttl <= 1:
             return msgs + self._drop("ttl_expired", "from %s", ip.src)
         conn.last_seen = now
-        if tcp.has(TCP_SYN) and conn.to_client.next_seq is None:
-            conn.to_client = StreamReassembler((tcp.seq + 1) % 2**32)
-        events = self._feed(conn, tcp, from_client=False)
+        if tcp.has(TCP_SYN) and conn.to_client is None:
+            conn.to_client = StreamRewriter(
+                tcp.seq + 1, lambda site: self._decide_to_client(conn, site))
+        segments, events = self._rewrite(conn, tcp, from_client=False)
         flow_msgs, hold = self._apply(conn, events)
-        rewritten = Ipv4(**{**ip.__dict__, "dst": conn.client_ip, "ttl": ip.ttl - 1,
-                            "payload": build_tcp(dataclasses.replace(
-                                tcp, dst_port=conn.client_port), ip.src, conn.client_ip)})
-        out = self._sender(build_ipv4(rewritten))(Hop(conn.client_mac, conn.switch_port))
+        out = []
+        for segment in segments:
+            rewritten = Ipv4(**{**ip.__dict__, "dst": conn.client_ip, "ttl": ip.ttl - 1,
+                                "payload": build_tcp(dataclasses.replace(
+                                    segment, dst_port=conn.client_port),
+                                    ip.src, conn.client_ip)})
+            out.extend(self._sender(build_ipv4(rewritten))(
+                Hop(conn.client_mac, conn.switch_port)))
         if hold and conn.held is None:
             # Confirm the call's flows before the reply reaches the client.
             xid = self._xid()
@@ -289,24 +316,29 @@ class Gateway:
             return [ofmsg.packet_out(frame, [ofmsg.output(hop.port)])]
         return send
 
-    def _feed(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Event]:
+    def _rewrite(self, conn: ControlConnection, tcp: Tcp,
+                 from_client: bool) -> tuple[list[Tcp], list[Event]]:
+        """The segments to forward for ``tcp`` (call IDs translated), and call events."""
         stream = conn.to_server if from_client else conn.to_client
-        if not tcp.payload or stream.failed:
-            return []
+        if not tcp.payload or stream is None:
+            return [tcp], []
         try:
-            messages = stream.feed(tcp.seq, tcp.payload)
-        except StreamDesync as err:
-            conn.errors["stream_desync"] += 1
-            self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
-                             "on it are no longer tracked", describe(conn), err)
-            messages = getattr(err, "messages", [])
+            result = stream.segment(tcp.seq, tcp.payload)
         except ReassemblyOverflow as err:
             conn.errors["reassembly_overflow"] += 1
             self.log.warning("%s: %s", describe(conn), err)
-            return []
+            return [], []
+        if result.error is not None:
+            conn.errors["stream_desync"] += 1
+            self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
+                             "on it are no longer tracked", describe(conn), result.error)
+        segments = [dataclasses.replace(
+            tcp, seq=emit.seq, payload=emit.payload,
+            flags=tcp.flags if emit.complete else tcp.flags & ~(TCP_FIN | TCP_PSH))
+            for emit in result.emits]
         tracker = Tracker(self.clock())
         events: list[Event] = []
-        for message in messages:
+        for message in result.messages:
             try:
                 msg = pptp.parse(message.data)
             except PptpError as err:
@@ -316,7 +348,54 @@ class Gateway:
             self.counters["control_messages"] += 1
             handle = tracker.client_message if from_client else tracker.server_message
             events.extend(handle(conn, msg))
-        return events
+        return segments, events
+
+    def _decide_to_server(self, conn: ControlConnection, site: CallIdSite) -> int:
+        field = (site.message_type, site.field)
+        if field in ALLOCATING_FIELDS:
+            return self._allocate_public_id(conn, site.value)
+        if field in CLIENT_ID_FIELDS_OUT:
+            return conn.client_to_public.get(site.value, site.value)
+        return site.value
+
+    def _decide_to_client(self, conn: ControlConnection, site: CallIdSite) -> int:
+        if (site.message_type, site.field) in CLIENT_ID_FIELDS_IN:
+            return conn.public_to_client.get(site.value, site.value)
+        return site.value
+
+    def _allocate_public_id(self, conn: ControlConnection, client_id: int) -> int:
+        """The call ID the server will see: the client's own unless another call through
+        the same public address to the same server already uses it."""
+        if client_id in conn.client_to_public:  # a duplicate request: keep its mapping
+            return conn.client_to_public[client_id]
+        used = self.public_ids.setdefault((conn.server_ip, conn.public_ip), set())
+        public_id = client_id
+        for _ in range(0x10000):
+            if public_id not in used:
+                break
+            public_id = (public_id + 1) & 0xFFFF
+        else:
+            self.counters["call_ids_exhausted"] += 1
+            return client_id
+        used.add(public_id)
+        conn.client_to_public[client_id] = public_id
+        conn.public_to_client[public_id] = client_id
+        if public_id != client_id:
+            self.counters["call_ids_translated"] += 1
+            self.log.info("%s: call ID %d translated to %d", describe(conn), client_id,
+                          public_id)
+        return public_id
+
+    def _release_public_id(self, conn: ControlConnection, client_id: int) -> None:
+        public_id = conn.client_to_public.pop(client_id, None)
+        if public_id is None:
+            return
+        conn.public_to_client.pop(public_id, None)
+        used = self.public_ids.get((conn.server_ip, conn.public_ip))
+        if used is not None:
+            used.discard(public_id)
+            if not used:
+                del self.public_ids[(conn.server_ip, conn.public_ip)]
 
     def _tcp_close(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Any]:
         if not tcp.flags & (TCP_FIN | TCP_RST):
@@ -355,8 +434,8 @@ class Gateway:
 
     def _call_requested(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_requested"] += 1
+        self.calls_by_public[(conn.server_ip, conn.public_ip, call.public_call_id)] = call
         pair = self.pairs.get(conn.client_ip, conn.server_ip, conn.public_ip)
-        new = pair is None
         if pair is None:
             to_server = self.neighbours.lookup(self._next_hop(conn.server_ip))
             if to_server is None:
@@ -368,50 +447,73 @@ class Gateway:
                                   Hop(conn.client_mac, conn.switch_port), to_server)
         pair.calls.add(call)
         call.pair = pair
-        self.log.info("%s: call %d requested (pair %d %s)", describe(conn), call.client_call_id,
-                      pair.ident, "new" if new else "shared")
+        self.log.info("%s: call %d requested as %d (pair %d)", describe(conn),
+                      call.client_call_id, call.public_call_id, pair.ident)
         # Early server GRE reaches the controller, never the drop flow; the barrier keeps
-        # the request behind this flow on any switch.
-        return [to_controller_flow(pair), ofmsg.barrier()] if new else []
+        # the request behind the flow changes on any switch.
+        msgs = self._reconcile(pair.key)
+        return [*msgs, ofmsg.barrier()] if msgs else []
 
     def _call_established(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_established"] += 1
         pair = call.pair
         self.log.info("%s: call %d established, server call ID %s", describe(conn),
                       call.client_call_id, call.server_call_id)
-        if pair is None or pair.state == PairState.INSTALLED:
+        if pair is None:
             return []
-        pair.state = PairState.INSTALLED
-        pair.fast = True
-        return self._pair_flows(pair)
-
-    def _pair_flows(self, pair: GrePair) -> list[Any]:
-        """The flows a pair needs in its current state."""
+        msgs = []
         if pair.state == PairState.PENDING:
-            return [to_controller_flow(pair)]
-        idle = self.timeouts.gre_idle
-        msgs = [to_server_flow(pair, self.mac, idle)]
-        if pair.fast:
-            msgs.extend([to_client_flow(pair, self.mac, idle), delete_to_controller_flow(pair)])
-        else:
-            msgs.append(to_controller_flow(pair))
-        return msgs
+            pair.state = PairState.INSTALLED
+            msgs.append(to_server_flow(pair, self.mac, self.timeouts.gre_idle))
+        return msgs + self._reconcile(pair.key)
+
+    def _reconcile(self, key_addresses: Key) -> list[Any]:
+        """Make the key's server-to-client flows fit its pairs; adds before deletes, so
+        no GRE falls through to the drop flow while paths change."""
+        pairs = self.pairs.sharing(key_addresses)
+        key = self.pairs.key(key_addresses)
+        lone = pairs[0] if len(pairs) == 1 else None
+        fast = lone if lone is not None and lone.state == PairState.INSTALLED \
+            and not lone.translated else None
+        want_controller = bool(pairs) and fast is None
+        adds: list[Any] = []
+        deletes: list[Any] = []
+        if want_controller and not key.via_controller:
+            key.via_controller = True
+            adds.append(via_controller_flow(key))
+        for pair in pairs:
+            if pair is fast and not pair.fast:
+                pair.fast = True
+                adds.append(to_client_flow(pair, self.mac, self.timeouts.gre_idle))
+            elif pair is not fast and pair.fast:
+                pair.fast = False
+                deletes.append(delete_to_client_flow(pair))
+        if not want_controller and key.via_controller:
+            key.via_controller = False
+            deletes.append(delete_via_controller_flow(key))
+        if not pairs:
+            del self.pairs.keys[key_addresses]
+        return adds + deletes
 
     def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_closed"] += 1
         self.log.info("%s: call %d closed", describe(conn), call.client_call_id)
+        self.calls_by_public.pop((conn.server_ip, conn.public_ip, call.public_call_id), None)
+        self._release_public_id(conn, call.client_call_id)
         pair = call.pair
         if pair is None:
             return []
         pair.calls.discard(call)
-        if pair.calls:
-            return []
-        self.pairs.remove(pair)
-        return [delete_pair_flows(pair)]
+        msgs = []
+        if not pair.calls:
+            self.pairs.remove(pair)
+            msgs.append(delete_pair_flows(pair))
+        return msgs + self._reconcile(pair.key)
 
     # --- GRE through the controller ------------------------------------------------------
 
     def _gre(self, in_port: int, ip: Ipv4, frame_len: int) -> list[Any]:
+        """Server-to-client GRE the switch could not place: the key's call ID picks the call."""
         if in_port not in self.outside_ports or ip.dst not in self.public_addresses:
             return self._drop("gre_unexpected", "%s -> %s on port %d", ip.src, ip.dst, in_port)
         try:
@@ -420,25 +522,17 @@ class Gateway:
             return self._drop("bad_gre", "%s -> %s: %s", ip.src, ip.dst, err)
         if ip.ttl <= 1:
             return self._drop("ttl_expired", "GRE from %s", ip.src)
-        pair = self._pair_for_gre(ip.src, ip.dst, call_id)
-        if pair is None:
+        call = self.calls_by_public.get((ip.src, ip.dst, call_id))
+        if call is None or call.pair is None:
             return self._drop("gre_no_call", "%s -> %s call ID %d", ip.src, ip.dst, call_id)
-        for call in pair.calls:
-            if call.public_call_id == call_id:
-                call.slow_packets += 1
-                call.slow_bytes += frame_len
-                break
+        call.slow_packets += 1
+        call.slow_bytes += frame_len
         self.counters["gre_via_controller"] += 1
-        rewritten = Ipv4(**{**ip.__dict__, "dst": pair.client_ip, "ttl": ip.ttl - 1})
-        return self._sender(build_ipv4(rewritten))(pair.to_client)
-
-    def _pair_for_gre(self, server: IPv4Address, public: IPv4Address,
-                      call_id: int) -> GrePair | None:
-        """Server-to-client GRE: the call ID in the key picks the pair."""
-        for pair in self.pairs.sharing(server, public):
-            if any(call.public_call_id == call_id for call in pair.calls):
-                return pair
-        return None
+        payload = ip.payload if call.client_call_id == call_id \
+            else with_call_id(ip.payload, call.client_call_id)
+        rewritten = Ipv4(**{**ip.__dict__, "dst": call.pair.client_ip, "ttl": ip.ttl - 1,
+                            "payload": payload})
+        return self._sender(build_ipv4(rewritten))(call.pair.to_client)
 
     # --- switch feedback and time --------------------------------------------------------
 
@@ -497,6 +591,8 @@ class Gateway:
         return msgs
 
     def _forget(self, conn: ControlConnection) -> None:
+        for client_id in list(conn.client_to_public):
+            self._release_public_id(conn, client_id)
         self.conns_inside.pop(conn.inside_key, None)
         self.conns_outside.pop(conn.outside_key, None)
 

@@ -1,11 +1,13 @@
-"""GRE address pairs: the unit the switch can forward.
+"""GRE address pairs and keys: what the switch can forward.
 
 OpenFlow cannot match the GRE key, only addresses. A *pair* is one inside
 client talking GRE to one server through one public address; its flows are
-shared and reference-counted by the calls that use it. Server-to-client GRE is
-identified by (server, public address) alone, so a pair is *fast* (both
-directions in the switch) only while no other client uses the same
-(server, public address); otherwise that direction goes to the controller.
+shared and reference-counted by the calls that use it. Client-to-server GRE is
+always unambiguous (client, server). Server-to-client GRE is identified by its
+*key* (server, public address) alone, so a pair is *fast* (both directions in
+the switch) only while it is the key's only pair and none of its calls has a
+translated call ID (the switch cannot rewrite the GRE key back). Otherwise the
+key's GRE goes to the controller, which picks the call by the key's call ID.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class GrePair:
     to_client: Hop
     to_server: Hop
     state: PairState = PairState.PENDING
-    fast: bool = False  # server-to-client GRE is forwarded by the switch
+    fast: bool = False  # its gre_to_client flow is installed: the switch forwards both ways
     calls: set[Call] = field(default_factory=set)
     # Counters of the pair's live flows (flow stats) and of flows already gone.
     live_packets: dict[int, int] = field(default_factory=dict)  # by priority (direction)
@@ -61,8 +63,12 @@ class GrePair:
         return pipeline.cookie(CookieKind.GRE_PAIR, self.ident)
 
     @property
-    def shared_key(self) -> tuple[IPv4Address, IPv4Address]:
+    def key(self) -> tuple[IPv4Address, IPv4Address]:
         return (self.server_ip, self.public_ip)
+
+    @property
+    def translated(self) -> bool:
+        return any(call.public_call_id != call.client_call_id for call in self.calls)
 
     def traffic(self) -> tuple[int, int]:
         return (self.removed_packets + sum(self.live_packets.values()),
@@ -96,32 +102,59 @@ def to_client_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser
                           idle_timeout=idle_timeout, send_flow_removed=True)
 
 
-def to_controller_flow(pair: GrePair) -> parser.OFPFlowMod:
-    """Server to public address, via the controller (pending or shared pair)."""
+@dataclass(eq=False)
+class GreKey:
+    """Server-to-client GRE of one (server, public address): via the controller or not."""
+
+    ident: int
+    server_ip: IPv4Address
+    public_ip: IPv4Address
+    via_controller: bool = False  # its gre_via_controller flow is installed
+
+    @property
+    def cookie(self) -> int:
+        return pipeline.cookie(CookieKind.GRE_KEY, self.ident)
+
+
+def via_controller_flow(key: GreKey) -> parser.OFPFlowMod:
+    """Server to public address, via the controller (pending or shared key)."""
     return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_VIA_CONTROLLER,
-                          _gre_match(pair.server_ip, pair.public_ip),
-                          [ofmsg.apply_actions([ofmsg.output_controller()])], pair.cookie)
+                          _gre_match(key.server_ip, key.public_ip),
+                          [ofmsg.apply_actions([ofmsg.output_controller()])], key.cookie)
 
 
-def delete_to_controller_flow(pair: GrePair) -> parser.OFPFlowMod:
+def _delete_strict(priority: int, cookie: int, match: parser.OFPMatch) -> parser.OFPFlowMod:
     return parser.OFPFlowMod(None, table_id=pipeline.TABLE_GRE,
-                             command=ofp.OFPFC_DELETE_STRICT,
-                             priority=Priority.GRE_VIA_CONTROLLER, cookie=pair.cookie,
+                             command=ofp.OFPFC_DELETE_STRICT, priority=priority, cookie=cookie,
                              cookie_mask=0xFFFFFFFFFFFFFFFF, out_port=ofp.OFPP_ANY,
-                             out_group=ofp.OFPG_ANY,
-                             match=_gre_match(pair.server_ip, pair.public_ip))
+                             out_group=ofp.OFPG_ANY, match=match)
+
+
+def delete_via_controller_flow(key: GreKey) -> parser.OFPFlowMod:
+    return _delete_strict(Priority.GRE_VIA_CONTROLLER, key.cookie,
+                          _gre_match(key.server_ip, key.public_ip))
+
+
+def delete_to_client_flow(pair: GrePair) -> parser.OFPFlowMod:
+    return _delete_strict(Priority.GRE_PAIR, pair.cookie,
+                          _gre_match(pair.server_ip, pair.public_ip))
 
 
 def delete_pair_flows(pair: GrePair) -> parser.OFPFlowMod:
     return ofmsg.flow_delete(pair.cookie, 0xFFFFFFFFFFFFFFFF, table_id=pipeline.TABLE_GRE)
 
 
+Key = tuple[IPv4Address, IPv4Address]
+
+
 class PairTable:
-    """The pairs of one gateway, by client/server/public and by (server, public)."""
+    """The pairs of one gateway, by client/server/public and by key (server, public)."""
 
     def __init__(self) -> None:
         self._pairs: dict[tuple[IPv4Address, IPv4Address, IPv4Address], GrePair] = {}
         self._by_ident: dict[int, GrePair] = {}
+        self._by_key: dict[Key, list[GrePair]] = {}
+        self.keys: dict[Key, GreKey] = {}
         self._next_ident = 1
 
     def __iter__(self) -> Iterator[GrePair]:
@@ -140,18 +173,34 @@ class PairTable:
             return None
         return self._by_ident.get(decoded.ident)
 
-    def sharing(self, server: IPv4Address, public: IPv4Address) -> list[GrePair]:
-        """Pairs of every client that reaches ``server`` through ``public``."""
-        return [p for p in self._pairs.values() if p.shared_key == (server, public)]
+    def sharing(self, key: Key) -> list[GrePair]:
+        """Pairs of every client that reaches the key's server through its public address."""
+        return self._by_key.get(key, [])
+
+    def key(self, key: Key) -> GreKey:
+        state = self.keys.get(key)
+        if state is None:
+            state = self.keys[key] = GreKey(self._ident(), *key)
+        return state
 
     def add(self, client: IPv4Address, server: IPv4Address, public: IPv4Address,
             to_client: Hop, to_server: Hop) -> GrePair:
-        pair = GrePair(self._next_ident, client, server, public, to_client, to_server)
-        self._next_ident = self._next_ident % pipeline.COOKIE_ID_MASK + 1
+        pair = GrePair(self._ident(), client, server, public, to_client, to_server)
         self._pairs[(client, server, public)] = pair
         self._by_ident[pair.ident] = pair
+        self._by_key.setdefault(pair.key, []).append(pair)
         return pair
 
     def remove(self, pair: GrePair) -> None:
         self._pairs.pop((pair.client_ip, pair.server_ip, pair.public_ip), None)
         self._by_ident.pop(pair.ident, None)
+        sharing = self._by_key.get(pair.key, [])
+        if pair in sharing:
+            sharing.remove(pair)
+        if not sharing:
+            self._by_key.pop(pair.key, None)
+
+    def _ident(self) -> int:
+        ident = self._next_ident
+        self._next_ident = self._next_ident % pipeline.COOKIE_ID_MASK + 1
+        return ident

@@ -39,6 +39,7 @@ COOKIE_ID_MASK = (1 << COOKIE_KIND_SHIFT) - 1
 class CookieKind(IntEnum):
     PIPELINE = 0  # the static flows below; id says which
     GRE_PAIR = 1  # GRE rewrites of one (inside host, server, public address) pair
+    GRE_KEY = 2  # server-to-client GRE of one (server, public address) via the controller
 
 
 class PipelineFlow(IntEnum):

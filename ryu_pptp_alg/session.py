@@ -15,7 +15,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from ryu_pptp_alg.codec import pptp
-from ryu_pptp_alg.codec.reassembly import StreamReassembler
+from ryu_pptp_alg.rewriter import StreamRewriter
 
 if TYPE_CHECKING:
     from ryu_pptp_alg.pairs import GrePair
@@ -108,8 +108,10 @@ class ControlConnection:
     fin_from_client: bool = False
     fin_from_server: bool = False
     calls: list[Call] = field(default_factory=list)
-    to_server: StreamReassembler = field(default_factory=StreamReassembler)
-    to_client: StreamReassembler = field(default_factory=StreamReassembler)
+    to_server: StreamRewriter | None = None  # set from the client's SYN
+    to_client: StreamRewriter | None = None  # set from the server's SYN-ACK
+    client_to_public: dict[int, int] = field(default_factory=dict)  # call-ID translation
+    public_to_client: dict[int, int] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     held: list[Any] | None = None  # to-client packet-outs waiting for a barrier reply
 
@@ -161,14 +163,11 @@ class Tracker:
                 if conn.state == ConnState.CONNECTING:
                     conn.state = ConnState.STARTING
             case pptp.OutgoingCallRequest(call_id=call_id):
-                if conn.call_by("client_call_id", call_id) is not None:
-                    conn.errors["duplicate_call_id"] += 1
-                    LOG.warning("%s: Outgoing-Call-Request reuses live call ID %d",
-                                describe(conn), call_id)
+                return self._new_call(conn, call_id, None, msg)
+            case pptp.IncomingCallReply(call_id=call_id, peer_call_id=peer, result_code=result):
+                if result != CALL_CONNECTED:
                     return []
-                call = Call(client_call_id=call_id, public_call_id=call_id, created=self.now)
-                conn.calls.append(call)
-                return [Event(EventKind.CALL_REQUESTED, call)]
+                return self._new_call(conn, call_id, peer, msg)
             case pptp.CallClearRequest(call_id=call_id):
                 call = self._call(conn, "client_call_id", call_id, msg)
                 if call is not None and call.state != CallState.CLOSED:
@@ -196,6 +195,12 @@ class Tracker:
                 call.server_call_id = server_id
                 call.state = CallState.ESTABLISHED
                 return [Event(EventKind.CALL_ESTABLISHED, call)]
+            case pptp.IncomingCallConnected(peer_call_id=peer):
+                call = self._call(conn, "public_call_id", peer, msg)
+                if call is None or call.state != CallState.REQUESTED:
+                    return []
+                call.state = CallState.ESTABLISHED
+                return [Event(EventKind.CALL_ESTABLISHED, call)]
             case pptp.CallDisconnectNotify(call_id=server_id):
                 return self._close(self._call(conn, "server_call_id", server_id, msg))
             case pptp.StopControlConnectionRequest():
@@ -210,6 +215,20 @@ class Tracker:
         for call in conn.live_calls:
             events.extend(self._close(call))
         return events
+
+    def _new_call(self, conn: ControlConnection, call_id: int, server_call_id: int | None,
+                  msg: pptp.Message) -> list[Event]:
+        """The client (PNS) announced its call ID: Outgoing-Call-Request or Incoming-Call-Reply."""
+        if conn.call_by("client_call_id", call_id) is not None:
+            conn.errors["duplicate_call_id"] += 1
+            LOG.warning("%s: %s reuses live call ID %d", describe(conn),
+                        pptp.message_name(msg.TYPE), call_id)
+            return []
+        call = Call(client_call_id=call_id,
+                    public_call_id=conn.client_to_public.get(call_id, call_id),
+                    created=self.now, server_call_id=server_call_id)
+        conn.calls.append(call)
+        return [Event(EventKind.CALL_REQUESTED, call)]
 
     def _stop(self, conn: ControlConnection) -> list[Event]:
         if conn.state != ConnState.CLOSING:

@@ -11,7 +11,7 @@ from ryu_pptp_alg import pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.config import Timeouts, config_from_dict
-from tests.unit.fakeswitch import FakeClock, FakeSwitch, Host, TcpEnd, tcp_of
+from tests.unit.fakeswitch import FakeSwitch, Host, TcpEnd, tcp_of
 
 GW_MAC = "0e:00:00:00:00:01"
 PUBLIC = IPv4Address("203.0.113.1")
@@ -20,20 +20,16 @@ SERVER_IP = IPv4Address("198.51.100.10")
 OUTSIDE = 3
 SERVER = Host("02:00:00:00:00:99", SERVER_IP, GW_MAC)
 CLIENTS = {1: Host("02:00:00:00:00:11", IPv4Address("10.0.0.11"), GW_MAC),
-           2: Host("02:00:00:00:00:12", IPv4Address("10.0.0.12"), GW_MAC)}
+           2: Host("02:00:00:00:00:12", IPv4Address("10.0.0.12"), GW_MAC),
+           4: Host("02:00:00:00:00:13", IPv4Address("10.0.0.13"), GW_MAC)}
 TIMEOUTS = Timeouts(gre_idle=60, control_idle=120, closing_linger=5, stats_interval=10)
 
 
 def gateway_config(publics=(PUBLIC,)):
     return config_from_dict({"gateways": [{
-        "dpid": 1, "inside_ports": [1, 2], "outside_ports": [OUTSIDE],
+        "dpid": 1, "inside_ports": [1, 2, 4], "outside_ports": [OUTSIDE],
         "inside_address": "10.0.0.1/24", "public_addresses": [str(p) for p in publics],
     }]}).gateways[0]
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture
@@ -69,8 +65,10 @@ class Peers:
         self.from_server(pptp.StartControlConnectionReply())
 
     def call(self, call_id: int, server_call_id: int) -> None:
-        self.from_client(pptp.OutgoingCallRequest(call_id=call_id))
-        self.from_server(pptp.OutgoingCallReply(call_id=server_call_id, peer_call_id=call_id))
+        """Place a call; the server answers the call ID it saw (translated or not)."""
+        (request,) = self.from_client(pptp.OutgoingCallRequest(call_id=call_id))
+        seen_id = pptp.parse(tcp_of(request)[1].payload).call_id
+        self.from_server(pptp.OutgoingCallReply(call_id=server_call_id, peer_call_id=seen_id))
 
 
 def only_session(switch):

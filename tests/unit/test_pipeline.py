@@ -91,13 +91,14 @@ def test_pair_flows_match_the_reference():
               "client_mac": "02:00:00:00:00:11", "client_port": "1"}
     emitted = {"gre_to_server": pairs.to_server_flow(pair, GATEWAY.gateway_mac, 60),
                "gre_to_client": pairs.to_client_flow(pair, GATEWAY.gateway_mac, 60),
-               "gre_via_controller": pairs.to_controller_flow(pair)}
+               "gre_via_controller": pairs.via_controller_flow(
+                   pairs.GreKey(5, pair.server_ip, pair.public_ip))}
     for flow in REFERENCE["pair_flows"]:
         documented = expand({k: flow[k] for k in ("table", "priority", "match", "actions")},
                             values)
         described = describe(emitted[flow["name"]])
         assert pipeline.decode_cookie(described.pop("cookie")) == pipeline.DecodedCookie(
-            pipeline.CookieKind.GRE_PAIR, 5)
+            pipeline.CookieKind[flow["cookie_kind"].upper()], 5)
         assert described == documented, flow["name"]
 
 
