@@ -12,6 +12,10 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Lines tests want in the run's output even when they pass (e.g. NAT translations
+# recorded by the differential tests); printed in the terminal summary.
+REPORT: list[str] = []
+
 
 def require(condition: bool, reason: str) -> None:
     """Skip (or, under CI=true, fail) a test whose environment is missing."""
@@ -29,3 +33,10 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section("recorded by tests")
+        for line in REPORT:
+            terminalreporter.write_line(line)
