@@ -188,7 +188,11 @@ class Tracker:
                         else ConnState.STOPPING
             case pptp.OutgoingCallReply(call_id=server_id, peer_call_id=peer, result_code=result):
                 call = self._call(conn, "public_call_id", peer, msg)
-                if call is None or call.state != CallState.REQUESTED:
+                if call is None:
+                    return []
+                if call.state == CallState.CLEARING and call.server_call_id is None:
+                    call.server_call_id = server_id  # its Call-Disconnect-Notify names it
+                if call.state != CallState.REQUESTED:
                     return []
                 if result != CALL_CONNECTED:
                     return self._close(call)

@@ -213,3 +213,16 @@ def test_translated_ids_are_released_with_their_calls(switch):
     assert switch.gateway.public_ids == {}
     second.call(call_id=7, server_call_id=0x101)
     assert call_rows(switch)["10.0.0.12"]["public_call_id"] == 7
+
+
+def test_call_cleared_before_its_reply_ends_on_the_disconnect_notify(switch):
+    peers = Peers(switch, 1)
+    peers.start()
+    peers.from_client(pptp.OutgoingCallRequest(call_id=5))
+    peers.from_client(pptp.CallClearRequest(call_id=5))
+    peers.from_server(pptp.OutgoingCallReply(call_id=0x80, peer_call_id=5))
+    assert switch.gre_flows() != []  # only the pending via-controller flow
+    peers.from_server(pptp.CallDisconnectNotify(call_id=0x80))
+    (session,) = switch.gateway.sessions()
+    assert session["calls"] == [] and session["errors"] == {}
+    assert switch.gre_flows() == []
