@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from ipaddress import IPv4Address
 from typing import Any
 
 from ryu_pptp_alg import ofmsg
-from ryu_pptp_alg.config import AlgConfig
+from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward
 from ryu_pptp_alg.gateway import Clock, Gateway
 
 LOG = logging.getLogger("ryu_pptp_alg.alg")
@@ -26,6 +27,14 @@ class UnknownDatapath(KeyError):
 
     def __str__(self) -> str:
         return f"no gateway is configured for dpid {self.dpid:#x}"
+
+
+class RequestError(ValueError):
+    """A request the API must refuse: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Alg:
@@ -86,3 +95,73 @@ class Alg:
 
     def status(self) -> list[dict[str, Any]]:
         return [gateway.status() for gateway in self.gateways.values()]
+
+    # --- port forwards (REST) --------------------------------------------------------------
+
+    def forwards(self, dpid: int | None = None) -> list[dict[str, Any]]:
+        gateways = self.gateways.values() if dpid is None else [self.gateway(dpid)]
+        return [row for gateway in gateways for row in gateway.forward_rows()]
+
+    def _owner(self, public_text: Any, dpid: int | None) -> tuple[Gateway, IPv4Address]:
+        """The gateway for a public address: the given dpid's, or the one that owns it."""
+        try:
+            public = IPv4Address(public_text)
+        except ValueError:
+            raise RequestError(400, f"public: {public_text!r} is not an IPv4 address") from None
+        if dpid is not None:
+            try:
+                return self.gateway(dpid), public
+            except UnknownDatapath as err:
+                raise RequestError(404, str(err)) from None
+        owners = [g for g in self.gateways.values() if public in g.config.public_addresses]
+        if len(owners) != 1:
+            problem = "no gateway has" if not owners else "several gateways have"
+            raise RequestError(400, f"{problem} public address {public}; give dpid")
+        return owners[0], public
+
+    def add_forward(self, body: Any, dpid: int | None = None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise RequestError(400, "expected a JSON object {\"public\": ..., \"inside\": ...}")
+        unknown = set(body) - {"public", "inside", "dpid"}
+        if unknown:
+            raise RequestError(400, f"unknown key {sorted(unknown)[0]!r}")
+        for key in ("public", "inside"):
+            if key not in body:
+                raise RequestError(400, f"{key}: missing")
+        if "dpid" in body:
+            if isinstance(body["dpid"], bool) or not isinstance(body["dpid"], int):
+                raise RequestError(400, "dpid: expected an integer")
+            dpid = body["dpid"]
+        gateway, _ = self._owner(body["public"], dpid)
+        config = gateway.config
+        try:
+            forward = parse_port_forward(body, "", config.public_addresses,
+                                         config.inside_address)
+        except ConfigError as err:
+            raise RequestError(400, f"{err.key.lstrip('.')}: {err.problem}") from None
+        try:
+            gateway.add_forward(forward)
+        except ValueError as err:
+            raise RequestError(409, str(err)) from None
+        return next(r for r in gateway.forward_rows() if r["public"] == str(forward.public))
+
+    def remove_forward(self, public_text: str,
+                       dpid: int | None = None) -> tuple[int, list[ofmsg.Message], int]:
+        """Returns (dpid, messages for its switch, control connections torn down)."""
+        if dpid is None:
+            try:
+                public = IPv4Address(public_text)
+            except ValueError:
+                raise RequestError(400, f"{public_text!r} is not an IPv4 address") from None
+            owners = [g for g in self.gateways.values() if public in g.forwards]
+            if not owners:
+                raise RequestError(404, f"{public} is not forwarded")
+            gateway = owners[0]
+        else:
+            gateway, public = self._owner(public_text, dpid)
+        before = gateway.counters["forward_sessions_torn_down"]
+        try:
+            msgs = gateway.remove_forward(public)
+        except KeyError:
+            raise RequestError(404, f"{public} is not forwarded") from None
+        return gateway.dpid, msgs, gateway.counters["forward_sessions_torn_down"] - before

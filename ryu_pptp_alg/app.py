@@ -31,7 +31,7 @@ from ryu.ofproto import ofproto_v1_3  # noqa: E402
 from ryu_pptp_alg import flags  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
-from ryu_pptp_alg.rest import ALG_KEY, PptpRestController  # noqa: E402
+from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
 
 LOG = logging.getLogger("ryu_pptp_alg.app")
 TICK_SECONDS = 1.0
@@ -62,7 +62,8 @@ class PptpAlgApp(app_manager.RyuApp):
         super().__init__(*args, **kwargs)
         self.alg = Alg(load_configured())
         self.datapaths: dict[int, Any] = {}
-        kwargs["wsgi"].register(PptpRestController, {ALG_KEY: self.alg})
+        kwargs["wsgi"].register(PptpRestController,
+                                {ALG_KEY: self.alg, SEND_KEY: self.send_to})
         for gateway in self.alg.config.gateways:
             LOG.info("gateway %s: inside ports %s, outside ports %s, public %s",
                      gateway.label, list(gateway.inside_ports), list(gateway.outside_ports),
@@ -77,6 +78,13 @@ class PptpAlgApp(app_manager.RyuApp):
                     self.send(datapath, self.alg.tick(dpid))
                 except Exception:  # a bug must not stop timeouts for every switch
                     LOG.exception("tick failed for dpid %#x", dpid)
+
+    def send_to(self, dpid: int, msgs: list[Any]) -> None:
+        """Send to a switch by dpid; a switch that is not connected gets its flows
+        rebuilt from the session table when it connects."""
+        datapath = self.datapaths.get(dpid)
+        if datapath is not None:
+            self.send(datapath, msgs)
 
     def send(self, datapath: Any, msgs: list[Any]) -> None:
         for msg in msgs:

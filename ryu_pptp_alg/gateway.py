@@ -49,18 +49,18 @@ from ryu_pptp_alg.codec.frame import (
     parse_tcp,
 )
 from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
-from ryu_pptp_alg.config import GatewayConfig, Timeouts
+from ryu_pptp_alg.config import GatewayConfig, PortForward, Timeouts
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import (
     Hop,
     Key,
     PairState,
     PairTable,
+    delete_inward_flow,
     delete_pair_flows,
-    delete_to_client_flow,
     delete_via_controller_flow,
-    to_client_flow,
-    to_server_flow,
+    inward_flow,
+    outward_flow,
     via_controller_flow,
 )
 from ryu_pptp_alg.rewriter import CallIdSite, StreamRewriter
@@ -69,6 +69,7 @@ from ryu_pptp_alg.session import (
     CallState,
     ConnState,
     ControlConnection,
+    Direction,
     Event,
     EventKind,
     Tracker,
@@ -89,7 +90,8 @@ CLIENT_ID_FIELDS_IN = {(CMT.OUTGOING_CALL_REPLY, "peer_call_id"),
 INSIDE = "inside"
 OUTSIDE = "outside"
 FIRST_DYNAMIC_PORT = 1024
-GRE_PAIR_COOKIE = pipeline.cookie(pipeline.CookieKind.GRE_PAIR, 0)
+GRE_UNMATCHED_COOKIE = pipeline.cookie(pipeline.CookieKind.PIPELINE,
+                                       pipeline.PipelineFlow.GRE_UNMATCHED)
 
 
 class Gateway:
@@ -116,7 +118,10 @@ class Gateway:
                                  ControlConnection] = {}
         self.pairs = PairTable()
         self.public_ids: dict[Key, set[int]] = {}  # call IDs the server sees, per key
-        self.calls_by_public: dict[tuple[IPv4Address, IPv4Address, int], Call] = {}
+        self.calls_by_inward_id: dict[tuple[IPv4Address, IPv4Address, int], Call] = {}
+        self.forwards: dict[IPv4Address, IPv4Address] = {
+            f.public: f.inside for f in config.port_forwards}
+        self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
         self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
         self._next_xid = 1
         self._last_stats = 0.0
@@ -140,7 +145,7 @@ class Gateway:
         for pair in self.pairs:
             pair.fast = False
             if pair.state == PairState.INSTALLED:
-                msgs.append(to_server_flow(pair, self.mac, self.timeouts.gre_idle))
+                msgs.append(outward_flow(pair, self.mac, self.timeouts.gre_idle))
         for key in list(self.pairs.keys):
             msgs.extend(self._reconcile(key))
         msgs.append(ofmsg.barrier())
@@ -187,112 +192,123 @@ class Gateway:
     # --- control connection (TCP/1723) ---------------------------------------------------
 
     def _tcp(self, in_port: int, eth: Ethernet, ip: Ipv4, tcp: Tcp) -> list[Any]:
-        if in_port in self.inside_ports and tcp.dst_port == pptp.PPTP_PORT:
-            return self._from_client(in_port, eth, ip, tcp)
-        if in_port in self.outside_ports and tcp.src_port == pptp.PPTP_PORT \
-                and ip.dst in self.public_addresses:
-            return self._from_server(in_port, eth, ip, tcp)
-        return self._drop("tcp_unhandled", "%s:%d -> %s:%d on port %d", ip.src, tcp.src_port,
-                          ip.dst, tcp.dst_port, in_port)
-
-    def _from_client(self, in_port: int, eth: Ethernet, ip: Ipv4, tcp: Tcp) -> list[Any]:
         now = self.clock()
-        msgs = self.neighbours.learn(ip.src, eth.src, in_port)
-        conn = self.conns_inside.get((ip.src, tcp.src_port, ip.dst, tcp.dst_port))
+        from_inside = in_port in self.inside_ports
+        if not from_inside and in_port not in self.outside_ports:
+            return self._drop("tcp_unhandled", "TCP on port %d, neither side", in_port)
+        msgs: list[Any] = []
+        if from_inside or self.config.outside_next_hop is None:
+            msgs.extend(self.neighbours.learn(ip.src, eth.src, in_port))
+        key = (ip.src, tcp.src_port, ip.dst, tcp.dst_port)
+        conn = (self.conns_inside if from_inside else self.conns_outside).get(key)
         if conn is None:
-            if not tcp.has(TCP_SYN) or tcp.has(TCP_ACK) or tcp.has(TCP_RST):
+            opening = tcp.has(TCP_SYN) and not tcp.flags & (TCP_ACK | TCP_RST) \
+                and tcp.dst_port == pptp.PPTP_PORT
+            if opening and from_inside:
+                conn = self._open_outbound(ip, tcp, now)
+            elif opening and ip.dst in self.forwards:
+                conn = self._open_inbound(ip, tcp, now)
+            else:
                 return msgs + self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src,
                                          tcp.src_port, ip.dst, tcp.dst_port)
-            conn = self._open(ip, tcp, eth.src, in_port, now)
         if ip.ttl <= 1:
             return msgs + self._drop("ttl_expired", "from %s", ip.src)
         conn.last_seen = now
-        conn.client_mac, conn.switch_port = eth.src, in_port
-        if tcp.has(TCP_SYN) and conn.to_server is None:
-            conn.to_server = StreamRewriter(
-                tcp.seq + 1, lambda site: self._decide_to_server(conn, site))
-        segments, events = self._rewrite(conn, tcp, from_client=True)
-        flow_msgs, _ = self._apply(conn, events)
-        msgs.extend(flow_msgs)
+        from_client = from_inside != conn.inbound  # the PNS's side of the connection
+        if tcp.has(TCP_SYN):
+            self._start_stream(conn, tcp, from_client)
+        segments, events = self._rewrite(conn, tcp, from_client)
+        flow_msgs, hold = self._apply(conn, events)
+        out: list[Any] = []
         for segment in segments:
-            rewritten = Ipv4(**{**ip.__dict__, "src": conn.public_ip, "ttl": ip.ttl - 1,
-                                "payload": build_tcp(dataclasses.replace(
-                                    segment, src_port=conn.public_port),
-                                    conn.public_ip, ip.dst)})
-            msgs.extend(self.neighbours.send_via(self._next_hop(ip.dst), OUTSIDE,
-                                                 self._sender(build_ipv4(rewritten)), now))
-        msgs.extend(self._tcp_close(conn, tcp, from_client=True))
+            if from_inside:  # the source becomes the public address (and port)
+                packet = self._ip_tcp(ip, segment, src=(conn.public_ip, conn.public_port))
+                out.extend(self.neighbours.send_via(self._next_hop(ip.dst), OUTSIDE,
+                                                    self._sender(packet), now))
+            else:  # the destination becomes the inside end
+                inside_ip, inside_port = conn.inside
+                packet = self._ip_tcp(ip, segment, dst=(inside_ip, inside_port))
+                out.extend(self.neighbours.send_via(inside_ip, INSIDE, self._sender(packet),
+                                                    now))
+        if from_client:
+            msgs.extend([*flow_msgs, *out])
+        else:
+            msgs.extend(self._from_server(conn, flow_msgs, hold, out))
+        msgs.extend(self._tcp_close(conn, tcp, from_client))
         return msgs
 
-    def _from_server(self, in_port: int, eth: Ethernet, ip: Ipv4, tcp: Tcp) -> list[Any]:
-        now = self.clock()
-        conn = self.conns_outside.get((ip.src, tcp.src_port, ip.dst, tcp.dst_port))
-        if conn is None:
-            return self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src, tcp.src_port, ip.dst,
-                              tcp.dst_port)
-        msgs = []
-        if self.config.outside_next_hop is None:
-            msgs.extend(self.neighbours.learn(ip.src, eth.src, in_port))
-        if ip.ttl <= 1:
-            return msgs + self._drop("ttl_expired", "from %s", ip.src)
-        conn.last_seen = now
-        if tcp.has(TCP_SYN) and conn.to_client is None:
-            conn.to_client = StreamRewriter(
-                tcp.seq + 1, lambda site: self._decide_to_client(conn, site))
-        segments, events = self._rewrite(conn, tcp, from_client=False)
-        flow_msgs, hold = self._apply(conn, events)
-        out = []
-        for segment in segments:
-            rewritten = Ipv4(**{**ip.__dict__, "dst": conn.client_ip, "ttl": ip.ttl - 1,
-                                "payload": build_tcp(dataclasses.replace(
-                                    segment, dst_port=conn.client_port),
-                                    ip.src, conn.client_ip)})
-            out.extend(self._sender(build_ipv4(rewritten))(
-                Hop(conn.client_mac, conn.switch_port)))
+    def _from_server(self, conn: ControlConnection, flow_msgs: list[Any], hold: bool,
+                     out: list[Any]) -> list[Any]:
+        """The server's segments: a reply that set up a call waits for its flows."""
+        msgs = list(flow_msgs)
         if hold and conn.held is None:
-            # Confirm the call's flows before the reply reaches the client.
             xid = self._xid()
             barrier = ofmsg.barrier()
             barrier.set_xid(xid)
             conn.held = []
             self.held[xid] = conn
-            msgs.extend([*flow_msgs, barrier])
-        else:
-            msgs.extend(flow_msgs)
+            msgs.append(barrier)
         if conn.held is not None:
             conn.held.extend(out)  # keep the stream in order behind the held reply
         else:
             msgs.extend(out)
-        msgs.extend(self._tcp_close(conn, tcp, from_client=False))
         return msgs
+
+    def _ip_tcp(self, ip: Ipv4, tcp: Tcp, src: tuple[IPv4Address, int] | None = None,
+                dst: tuple[IPv4Address, int] | None = None) -> bytes:
+        """``ip`` carrying ``tcp``, with one end translated and the TTL decremented."""
+        src_ip, src_port = src or (ip.src, tcp.src_port)
+        dst_ip, dst_port = dst or (ip.dst, tcp.dst_port)
+        segment = dataclasses.replace(tcp, src_port=src_port, dst_port=dst_port)
+        return build_ipv4(Ipv4(**{**ip.__dict__, "src": src_ip, "dst": dst_ip,
+                                  "ttl": ip.ttl - 1,
+                                  "payload": build_tcp(segment, src_ip, dst_ip)}))
+
+    def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
+        """SYN or SYN-ACK: the direction's stream starts after it."""
+        if from_client and conn.to_server is None:
+            conn.to_server = StreamRewriter(
+                tcp.seq + 1, lambda site: self._decide_to_server(conn, site))
+        elif not from_client and conn.to_client is None:
+            conn.to_client = StreamRewriter(
+                tcp.seq + 1, lambda site: self._decide_to_client(conn, site))
 
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
         conn = self.held.pop(xid, None)
         return [] if conn is None else conn_held_release(conn)
 
-    def _open(self, ip: Ipv4, tcp: Tcp, client_mac: str, in_port: int,
-              now: float) -> ControlConnection:
+    def _open_outbound(self, ip: Ipv4, tcp: Tcp, now: float) -> ControlConnection:
         public_ip = self._choose_public(ip.src, ip.dst)
         public_port = self._choose_port(public_ip, tcp.src_port, ip.dst, tcp.dst_port)
-        conn = ControlConnection(ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip,
-                                 public_port, client_mac, in_port, created=now, last_seen=now)
+        return self._register(ControlConnection(
+            ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip, public_port,
+            created=now, last_seen=now, direction=Direction.OUTBOUND))
+
+    def _open_inbound(self, ip: Ipv4, tcp: Tcp, now: float) -> ControlConnection:
+        return self._register(ControlConnection(
+            ip.src, tcp.src_port, self.forwards[ip.dst], pptp.PPTP_PORT, ip.dst,
+            pptp.PPTP_PORT, created=now, last_seen=now, direction=Direction.INBOUND))
+
+    def _register(self, conn: ControlConnection) -> ControlConnection:
         self.conns_inside[conn.inside_key] = conn
         self.conns_outside[conn.outside_key] = conn
-        self.counters["control_connections"] += 1
+        self.counters[f"control_connections_{conn.direction}"] += 1
         self.log.info("control connection %s", describe(conn))
         return conn
 
     def _choose_public(self, client: IPv4Address, server: IPv4Address) -> IPv4Address:
         """Keep a client on one address per server; else a pool address no other client
-        uses towards that server, so its GRE pair stays unambiguous; else the default."""
+        uses towards that server (addresses that forward inbound PPTP last), so its GRE
+        pair stays unambiguous; else the default."""
         taken: set[IPv4Address] = set()
         for conn in self.conns_inside.values():
-            if conn.server_ip == server:
+            if conn.server_ip == server and not conn.inbound:
                 if conn.client_ip == client:
                     return conn.public_ip
                 taken.add(conn.public_ip)
-        for address in self.config.public_addresses:
+        pool = sorted(self.config.public_addresses, key=lambda a: a in self.forwards)
+        for address in pool:
             if address not in taken:
                 return address
         return self.config.default_public_address
@@ -302,7 +318,9 @@ class Gateway:
         """The client's own source port unless another connection holds it."""
         candidate = port
         for _ in range(65536):
-            if (server, server_port, public, candidate) not in self.conns_outside:
+            reserved = candidate == pptp.PPTP_PORT and public in self.forwards
+            if not reserved and (server, server_port, public, candidate) \
+                    not in self.conns_outside:
                 return candidate
             candidate = candidate + 1 if candidate < 65535 else FIRST_DYNAMIC_PORT
         raise RuntimeError(f"no free port on {public} towards {server}")
@@ -351,6 +369,8 @@ class Gateway:
         return segments, events
 
     def _decide_to_server(self, conn: ControlConnection, site: CallIdSite) -> int:
+        if conn.inbound:  # the inside server's GRE keys are never ambiguous here
+            return site.value
         field = (site.message_type, site.field)
         if field in ALLOCATING_FIELDS:
             return self._allocate_public_id(conn, site.value)
@@ -434,28 +454,36 @@ class Gateway:
 
     def _call_requested(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_requested"] += 1
-        self.calls_by_public[(conn.server_ip, conn.public_ip, call.public_call_id)] = call
-        pair = self.pairs.get(conn.client_ip, conn.server_ip, conn.public_ip)
+        self._index_call(conn, call)
+        inside_ip, _ = conn.inside
+        outside_ip, _ = conn.outside
+        pair = self.pairs.get(inside_ip, outside_ip, conn.public_ip)
         if pair is None:
-            to_server = self.neighbours.lookup(self._next_hop(conn.server_ip))
-            if to_server is None:
+            to_inside = self.neighbours.lookup(inside_ip)
+            to_outside = self.neighbours.lookup(self._next_hop(outside_ip))
+            if to_inside is None or to_outside is None:
                 self.counters["call_without_next_hop"] += 1
-                self.log.warning("%s: call %d: next hop unknown, no GRE flows", describe(conn),
-                                 call.client_call_id)
+                self.log.warning("%s: call %d: a next hop is unknown, no GRE flows",
+                                 describe(conn), call.client_call_id)
                 return []
-            pair = self.pairs.add(conn.client_ip, conn.server_ip, conn.public_ip,
-                                  Hop(conn.client_mac, conn.switch_port), to_server)
+            pair = self.pairs.add(inside_ip, outside_ip, conn.public_ip, to_inside, to_outside)
         pair.calls.add(call)
         call.pair = pair
         self.log.info("%s: call %d requested as %d (pair %d)", describe(conn),
                       call.client_call_id, call.public_call_id, pair.ident)
-        # Early server GRE reaches the controller, never the drop flow; the barrier keeps
+        # Early inward GRE reaches the controller, never the drop flow; the barrier keeps
         # the request behind the flow changes on any switch.
         msgs = self._reconcile(pair.key)
         return [*msgs, ofmsg.barrier()] if msgs else []
 
+    def _index_call(self, conn: ControlConnection, call: Call) -> None:
+        """Inward GRE names the call by ``call.inward_id``, once that is known."""
+        if call.inward_id is not None:
+            self.calls_by_inward_id[(conn.outside[0], conn.public_ip, call.inward_id)] = call
+
     def _call_established(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_established"] += 1
+        self._index_call(conn, call)
         pair = call.pair
         self.log.info("%s: call %d established, server call ID %s", describe(conn),
                       call.client_call_id, call.server_call_id)
@@ -464,7 +492,7 @@ class Gateway:
         msgs = []
         if pair.state == PairState.PENDING:
             pair.state = PairState.INSTALLED
-            msgs.append(to_server_flow(pair, self.mac, self.timeouts.gre_idle))
+            msgs.append(outward_flow(pair, self.mac, self.timeouts.gre_idle))
         return msgs + self._reconcile(pair.key)
 
     def _reconcile(self, key_addresses: Key) -> list[Any]:
@@ -484,10 +512,10 @@ class Gateway:
         for pair in pairs:
             if pair is fast and not pair.fast:
                 pair.fast = True
-                adds.append(to_client_flow(pair, self.mac, self.timeouts.gre_idle))
+                adds.append(inward_flow(pair, self.mac, self.timeouts.gre_idle))
             elif pair is not fast and pair.fast:
                 pair.fast = False
-                deletes.append(delete_to_client_flow(pair))
+                deletes.append(delete_inward_flow(pair))
         if not want_controller and key.via_controller:
             key.via_controller = False
             deletes.append(delete_via_controller_flow(key))
@@ -498,7 +526,8 @@ class Gateway:
     def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_closed"] += 1
         self.log.info("%s: call %d closed", describe(conn), call.client_call_id)
-        self.calls_by_public.pop((conn.server_ip, conn.public_ip, call.public_call_id), None)
+        if call.inward_id is not None:
+            self.calls_by_inward_id.pop((conn.outside[0], conn.public_ip, call.inward_id), None)
         self._release_public_id(conn, call.client_call_id)
         pair = call.pair
         if pair is None:
@@ -513,7 +542,7 @@ class Gateway:
     # --- GRE through the controller ------------------------------------------------------
 
     def _gre(self, in_port: int, ip: Ipv4, frame_len: int) -> list[Any]:
-        """Server-to-client GRE the switch could not place: the key's call ID picks the call."""
+        """Inward GRE the switch could not place: the key's call ID picks the call."""
         if in_port not in self.outside_ports or ip.dst not in self.public_addresses:
             return self._drop("gre_unexpected", "%s -> %s on port %d", ip.src, ip.dst, in_port)
         try:
@@ -522,17 +551,18 @@ class Gateway:
             return self._drop("bad_gre", "%s -> %s: %s", ip.src, ip.dst, err)
         if ip.ttl <= 1:
             return self._drop("ttl_expired", "GRE from %s", ip.src)
-        call = self.calls_by_public.get((ip.src, ip.dst, call_id))
+        call = self.calls_by_inward_id.get((ip.src, ip.dst, call_id))
         if call is None or call.pair is None:
             return self._drop("gre_no_call", "%s -> %s call ID %d", ip.src, ip.dst, call_id)
         call.slow_packets += 1
         call.slow_bytes += frame_len
         self.counters["gre_via_controller"] += 1
-        payload = ip.payload if call.client_call_id == call_id \
-            else with_call_id(ip.payload, call.client_call_id)
-        rewritten = Ipv4(**{**ip.__dict__, "dst": call.pair.client_ip, "ttl": ip.ttl - 1,
+        inside_id = call.inside_id
+        payload = ip.payload if inside_id in (None, call_id) \
+            else with_call_id(ip.payload, inside_id)
+        rewritten = Ipv4(**{**ip.__dict__, "dst": call.pair.inside_ip, "ttl": ip.ttl - 1,
                             "payload": payload})
-        return self._sender(build_ipv4(rewritten))(call.pair.to_client)
+        return self._sender(build_ipv4(rewritten))(call.pair.to_inside)
 
     # --- switch feedback and time --------------------------------------------------------
 
@@ -544,8 +574,8 @@ class Gateway:
         pair.removed_bytes += octets
         if reason not in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
             return []
-        self.log.info("GRE pair %d (%s -> %s via %s) idle: its calls end", pair.ident,
-                      pair.client_ip, pair.server_ip, pair.public_ip)
+        self.log.info("GRE pair %d (%s - %s via %s) idle: its calls end", pair.ident,
+                      pair.inside_ip, pair.outside_ip, pair.public_ip)
         self.counters["gre_idle_timeouts"] += 1
         msgs: list[Any] = []
         for conn in self.conns_inside.values():
@@ -556,13 +586,16 @@ class Gateway:
         return msgs
 
     def flow_stats(self, entries: list[tuple[int, dict[str, Any], int, int]]) -> None:
-        """(cookie, match, packets, bytes) of our GRE pair flows."""
+        """(cookie, match, packets, bytes) of our flows in the GRE table."""
         for cookie, match, packets, octets in entries:
+            if cookie == GRE_UNMATCHED_COOKIE:
+                self.switch_counters["gre_unmatched_dropped"] = packets
+                continue
             pair = self.pairs.by_cookie(cookie)
             if pair is None:
                 continue
-            direction = "to_server" if match.get("ipv4_src") == str(pair.client_ip) \
-                else "to_client"
+            direction = "outward" if match.get("ipv4_src") == str(pair.inside_ip) \
+                else "inward"
             pair.live_packets[direction] = packets
             pair.live_bytes[direction] = octets
 
@@ -581,13 +614,12 @@ class Gateway:
                 events = Tracker(now).connection_closed(conn)
                 msgs.extend(self._apply(conn, events)[0])
                 self._forget(conn)
-        if self.connected and len(self.pairs) and \
-                now - self._last_stats >= self.timeouts.stats_interval:
+        if self.connected and now - self._last_stats >= self.timeouts.stats_interval:
             self._last_stats = now
             msgs.append(parser.OFPFlowStatsRequest(
                 None, table_id=pipeline.TABLE_GRE, out_port=ofp.OFPP_ANY,
-                out_group=ofp.OFPG_ANY, cookie=GRE_PAIR_COOKIE,
-                cookie_mask=pipeline.COOKIE_KIND_MASK))
+                out_group=ofp.OFPG_ANY, cookie=pipeline.COOKIE_TAG,
+                cookie_mask=pipeline.COOKIE_TAG_MASK))
         return msgs
 
     def _forget(self, conn: ControlConnection) -> None:
@@ -600,6 +632,36 @@ class Gateway:
         xid = self._next_xid
         self._next_xid = self._next_xid % 0x7FFFFFFF + 1
         return 0x80000000 | xid
+
+    # --- port forwards -------------------------------------------------------------------
+
+    def forward_rows(self) -> list[dict[str, Any]]:
+        return [{"dpid": self.dpid, "public": str(public), "inside": str(inside),
+                 "sessions": sum(c.inbound and c.public_ip == public
+                                 for c in self.conns_inside.values())}
+                for public, inside in sorted(self.forwards.items())]
+
+    def add_forward(self, forward: PortForward) -> None:
+        """Forward inbound PPTP to ``forward.public`` to ``forward.inside`` (validated)."""
+        if forward.public in self.forwards:
+            raise ValueError(f"{forward.public} is already forwarded to "
+                             f"{self.forwards[forward.public]}")
+        self.forwards[forward.public] = forward.inside
+        self.log.info("port forward %s -> %s added", forward.public, forward.inside)
+
+    def remove_forward(self, public: IPv4Address) -> list[Any]:
+        """Stop forwarding ``public``; its control connections and calls are torn down."""
+        if public not in self.forwards:
+            raise KeyError(public)
+        inside = self.forwards.pop(public)
+        msgs: list[Any] = []
+        for conn in list(self.conns_inside.values()):
+            if conn.inbound and conn.public_ip == public:
+                msgs.extend(self._apply(conn, Tracker(self.clock()).connection_closed(conn))[0])
+                self._forget(conn)
+                self.counters["forward_sessions_torn_down"] += 1
+        self.log.info("port forward %s -> %s removed", public, inside)
+        return msgs
 
     # --- reporting -----------------------------------------------------------------------
 
@@ -619,11 +681,11 @@ class Gateway:
             "outside_ports": list(config.outside_ports),
             "inside_address": str(config.inside_address),
             "public_addresses": [str(a) for a in config.public_addresses],
-            "port_forwards": [{"public": str(f.public), "inside": str(f.inside)}
-                              for f in config.port_forwards],
+            "port_forwards": self.forward_rows(),
             "control_connections": len(self.conns_inside),
             "gre_pairs": len(self.pairs),
             "counters": dict(sorted((self.counters + self.neighbours.counters).items())),
+            "switch_counters": dict(sorted(self.switch_counters.items())),
         }
 
 

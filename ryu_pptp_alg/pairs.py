@@ -1,13 +1,15 @@
 """GRE address pairs and keys: what the switch can forward.
 
-OpenFlow cannot match the GRE key, only addresses. A *pair* is one inside
-client talking GRE to one server through one public address; its flows are
-shared and reference-counted by the calls that use it. Client-to-server GRE is
-always unambiguous (client, server). Server-to-client GRE is identified by its
-*key* (server, public address) alone, so a pair is *fast* (both directions in
-the switch) only while it is the key's only pair and none of its calls has a
-translated call ID (the switch cannot rewrite the GRE key back). Otherwise the
-key's GRE goes to the controller, which picks the call by the key's call ID.
+OpenFlow cannot match the GRE key, only addresses. A *pair* is one inside host
+talking GRE to one outside host through one public address: an inside client
+and its server (outbound), or an inside server reached through a port forward
+and an outside client (inbound). Its flows are shared and reference-counted by
+the calls that use it. Outward GRE is always unambiguous (inside, outside).
+Inward GRE is identified by its *key* (outside host, public address) alone, so
+a pair is *fast* (both directions in the switch) only while it is the key's
+only pair and none of its calls has a translated call ID (the switch cannot
+rewrite the GRE key back). Otherwise the key's GRE goes to the controller,
+which picks the call by the key's call ID.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class PairState(StrEnum):
-    PENDING = "pending"  # call requested: server-to-client GRE goes to the controller
+    PENDING = "pending"  # call requested: inward GRE goes to the controller
     INSTALLED = "installed"  # address-rewrite flows sent (and confirmed by a barrier)
 
 
@@ -44,13 +46,13 @@ class Hop:
 @dataclass(eq=False)
 class GrePair:
     ident: int
-    client_ip: IPv4Address
-    server_ip: IPv4Address
+    inside_ip: IPv4Address
+    outside_ip: IPv4Address
     public_ip: IPv4Address
-    to_client: Hop
-    to_server: Hop
+    to_inside: Hop
+    to_outside: Hop
     state: PairState = PairState.PENDING
-    fast: bool = False  # its gre_to_client flow is installed: the switch forwards both ways
+    fast: bool = False  # its gre_inward flow is installed: the switch forwards both ways
     calls: set[Call] = field(default_factory=set)
     # Counters of the pair's live flows (flow stats) and of flows already gone.
     live_packets: dict[int, int] = field(default_factory=dict)  # by priority (direction)
@@ -64,7 +66,7 @@ class GrePair:
 
     @property
     def key(self) -> tuple[IPv4Address, IPv4Address]:
-        return (self.server_ip, self.public_ip)
+        return (self.outside_ip, self.public_ip)
 
     @property
     def translated(self) -> bool:
@@ -80,34 +82,35 @@ def _gre_match(src: IPv4Address, dst: IPv4Address) -> parser.OFPMatch:
                        ipv4_src=str(src), ipv4_dst=str(dst))
 
 
-def to_server_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
-    """Client to server: source becomes the public address."""
-    actions = [ofmsg.set_field(eth_src=gateway_mac), ofmsg.set_field(eth_dst=pair.to_server.mac),
+def outward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
+    """Inside host to outside host: the source becomes the public address."""
+    actions = [ofmsg.set_field(eth_src=gateway_mac),
+               ofmsg.set_field(eth_dst=pair.to_outside.mac),
                ofmsg.set_field(ipv4_src=str(pair.public_ip)), ofmsg.dec_ip_ttl(),
-               ofmsg.output(pair.to_server.port)]
+               ofmsg.output(pair.to_outside.port)]
     return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_PAIR,
-                          _gre_match(pair.client_ip, pair.server_ip),
+                          _gre_match(pair.inside_ip, pair.outside_ip),
                           [ofmsg.apply_actions(actions)], pair.cookie,
                           idle_timeout=idle_timeout, send_flow_removed=True)
 
 
-def to_client_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
-    """Server to public address: destination becomes the client."""
-    actions = [ofmsg.set_field(eth_src=gateway_mac), ofmsg.set_field(eth_dst=pair.to_client.mac),
-               ofmsg.set_field(ipv4_dst=str(pair.client_ip)), ofmsg.dec_ip_ttl(),
-               ofmsg.output(pair.to_client.port)]
+def inward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
+    """Outside host to the public address: the destination becomes the inside host."""
+    actions = [ofmsg.set_field(eth_src=gateway_mac), ofmsg.set_field(eth_dst=pair.to_inside.mac),
+               ofmsg.set_field(ipv4_dst=str(pair.inside_ip)), ofmsg.dec_ip_ttl(),
+               ofmsg.output(pair.to_inside.port)]
     return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_PAIR,
-                          _gre_match(pair.server_ip, pair.public_ip),
+                          _gre_match(pair.outside_ip, pair.public_ip),
                           [ofmsg.apply_actions(actions)], pair.cookie,
                           idle_timeout=idle_timeout, send_flow_removed=True)
 
 
 @dataclass(eq=False)
 class GreKey:
-    """Server-to-client GRE of one (server, public address): via the controller or not."""
+    """Inward GRE of one (outside host, public address): via the controller or not."""
 
     ident: int
-    server_ip: IPv4Address
+    outside_ip: IPv4Address
     public_ip: IPv4Address
     via_controller: bool = False  # its gre_via_controller flow is installed
 
@@ -117,9 +120,9 @@ class GreKey:
 
 
 def via_controller_flow(key: GreKey) -> parser.OFPFlowMod:
-    """Server to public address, via the controller (pending or shared key)."""
+    """Outside host to public address, via the controller (pending or shared key)."""
     return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_VIA_CONTROLLER,
-                          _gre_match(key.server_ip, key.public_ip),
+                          _gre_match(key.outside_ip, key.public_ip),
                           [ofmsg.apply_actions([ofmsg.output_controller()])], key.cookie)
 
 
@@ -132,12 +135,12 @@ def _delete_strict(priority: int, cookie: int, match: parser.OFPMatch) -> parser
 
 def delete_via_controller_flow(key: GreKey) -> parser.OFPFlowMod:
     return _delete_strict(Priority.GRE_VIA_CONTROLLER, key.cookie,
-                          _gre_match(key.server_ip, key.public_ip))
+                          _gre_match(key.outside_ip, key.public_ip))
 
 
-def delete_to_client_flow(pair: GrePair) -> parser.OFPFlowMod:
+def delete_inward_flow(pair: GrePair) -> parser.OFPFlowMod:
     return _delete_strict(Priority.GRE_PAIR, pair.cookie,
-                          _gre_match(pair.server_ip, pair.public_ip))
+                          _gre_match(pair.outside_ip, pair.public_ip))
 
 
 def delete_pair_flows(pair: GrePair) -> parser.OFPFlowMod:
@@ -148,7 +151,7 @@ Key = tuple[IPv4Address, IPv4Address]
 
 
 class PairTable:
-    """The pairs of one gateway, by client/server/public and by key (server, public)."""
+    """The pairs of one gateway, by inside/outside/public and by key (outside, public)."""
 
     def __init__(self) -> None:
         self._pairs: dict[tuple[IPv4Address, IPv4Address, IPv4Address], GrePair] = {}
@@ -163,9 +166,9 @@ class PairTable:
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def get(self, client: IPv4Address, server: IPv4Address,
+    def get(self, inside: IPv4Address, outside: IPv4Address,
             public: IPv4Address) -> GrePair | None:
-        return self._pairs.get((client, server, public))
+        return self._pairs.get((inside, outside, public))
 
     def by_cookie(self, cookie: int) -> GrePair | None:
         decoded = pipeline.decode_cookie(cookie)
@@ -174,7 +177,8 @@ class PairTable:
         return self._by_ident.get(decoded.ident)
 
     def sharing(self, key: Key) -> list[GrePair]:
-        """Pairs of every client that reaches the key's server through its public address."""
+        """Pairs of every inside host that reaches the key's outside host through its
+        public address."""
         return self._by_key.get(key, [])
 
     def key(self, key: Key) -> GreKey:
@@ -183,16 +187,16 @@ class PairTable:
             state = self.keys[key] = GreKey(self._ident(), *key)
         return state
 
-    def add(self, client: IPv4Address, server: IPv4Address, public: IPv4Address,
-            to_client: Hop, to_server: Hop) -> GrePair:
-        pair = GrePair(self._ident(), client, server, public, to_client, to_server)
-        self._pairs[(client, server, public)] = pair
+    def add(self, inside: IPv4Address, outside: IPv4Address, public: IPv4Address,
+            to_inside: Hop, to_outside: Hop) -> GrePair:
+        pair = GrePair(self._ident(), inside, outside, public, to_inside, to_outside)
+        self._pairs[(inside, outside, public)] = pair
         self._by_ident[pair.ident] = pair
         self._by_key.setdefault(pair.key, []).append(pair)
         return pair
 
     def remove(self, pair: GrePair) -> None:
-        self._pairs.pop((pair.client_ip, pair.server_ip, pair.public_ip), None)
+        self._pairs.pop((pair.inside_ip, pair.outside_ip, pair.public_ip), None)
         self._by_ident.pop(pair.ident, None)
         sharing = self._by_key.get(pair.key, [])
         if pair in sharing:

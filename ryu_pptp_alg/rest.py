@@ -1,7 +1,10 @@
 """REST API on Ryu's WSGI server: the live session table and gateway status.
 
-GET /pptp/sessions[?dpid=N]  -> {"sessions": [...]}
-GET /pptp/gateways           -> {"gateways": [...]}
+GET    /pptp/sessions[?dpid=N]        -> {"sessions": [...]}
+GET    /pptp/gateways                 -> {"gateways": [...]}
+GET    /pptp/forwards[?dpid=N]        -> {"forwards": [...]}
+POST   /pptp/forwards                 {"public": A, "inside": B[, "dpid": N]} -> 201
+DELETE /pptp/forwards/{public}[?dpid=N] -> its sessions are torn down
 Errors are JSON too: {"error": "..."} with a 4xx status.
 """
 
@@ -9,16 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ryu.app.wsgi import ControllerBase, Response, route
 from webob import Request
 
-from ryu_pptp_alg.alg import Alg, UnknownDatapath
+from ryu_pptp_alg.alg import Alg, RequestError, UnknownDatapath
 
 LOG = logging.getLogger("ryu_pptp_alg.rest")
 
 ALG_KEY = "pptp_alg"
+SEND_KEY = "pptp_send"  # callable(dpid, messages): sends to that switch if connected
 ROUTE_NAME = "pptp"
 
 
@@ -44,20 +49,55 @@ class PptpRestController(ControllerBase):
     def __init__(self, req: Request, link: Any, data: dict[str, Any], **config: Any) -> None:
         super().__init__(req, link, data, **config)
         self.alg: Alg = data[ALG_KEY]
+        self.send: Callable[[int, list[Any]], None] = data.get(SEND_KEY, lambda *_: None)
+
+    @staticmethod
+    def _dpid(req: Request) -> int | None:
+        text = req.GET.get("dpid")
+        if text is None:
+            return None
+        try:
+            return parse_dpid(text)
+        except ValueError:
+            raise RequestError(400, f"dpid {text!r} is not a datapath id") from None
+
+    def _answer(self, handler: Callable[[], Response]) -> Response:
+        try:
+            return handler()
+        except RequestError as err:
+            return error_response(err.status, str(err))
+        except UnknownDatapath as err:
+            return error_response(404, str(err))
 
     @route(ROUTE_NAME, "/pptp/sessions", methods=["GET"])
     def list_sessions(self, req: Request, **_: Any) -> Response:
-        dpid_text = req.GET.get("dpid")
-        dpid = None
-        if dpid_text is not None:
+        return self._answer(lambda: json_response(
+            {"sessions": self.alg.sessions(self._dpid(req))}))
+
+    @route(ROUTE_NAME, "/pptp/forwards", methods=["GET"])
+    def list_forwards(self, req: Request, **_: Any) -> Response:
+        return self._answer(lambda: json_response(
+            {"forwards": self.alg.forwards(self._dpid(req))}))
+
+    @route(ROUTE_NAME, "/pptp/forwards", methods=["POST"])
+    def add_forward(self, req: Request, **_: Any) -> Response:
+        def handle() -> Response:
             try:
-                dpid = parse_dpid(dpid_text)
-            except ValueError:
-                return error_response(400, f"dpid {dpid_text!r} is not a datapath id")
-        try:
-            return json_response({"sessions": self.alg.sessions(dpid)})
-        except UnknownDatapath as err:
-            return error_response(404, str(err))
+                body = json.loads(req.body or b"null")
+            except ValueError as err:
+                raise RequestError(400, f"body is not JSON: {err}") from None
+            return json_response({"forward": self.alg.add_forward(body, self._dpid(req))},
+                                 status=201)
+        return self._answer(handle)
+
+    @route(ROUTE_NAME, "/pptp/forwards/{public}", methods=["DELETE"])
+    def remove_forward(self, req: Request, public: str, **_: Any) -> Response:
+        def handle() -> Response:
+            dpid, msgs, torn_down = self.alg.remove_forward(public, self._dpid(req))
+            self.send(dpid, msgs)
+            return json_response({"removed": public, "dpid": dpid,
+                                  "sessions_torn_down": torn_down})
+        return self._answer(handle)
 
     @route(ROUTE_NAME, "/pptp/gateways", methods=["GET"])
     def list_gateways(self, req: Request, **_: Any) -> Response:

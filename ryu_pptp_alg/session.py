@@ -2,6 +2,11 @@
 
 Pure bookkeeping: the tracker reads parsed control messages and reports what
 happened to calls as events; the gateway turns those into flows.
+
+Roles are RFC 2637's: the *client* is the PNS (it places Outgoing-Call-Requests
+and answers Incoming-Call-Requests), the *server* the PAC. Outbound, the client
+is inside and reaches the server through a public address and port; inbound, a
+server inside is reached through a port forward and the client is outside.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ CALL_CONNECTED = 1  # Outgoing-Call-Reply / Incoming-Call-Reply result code "Con
 START_OK = 1  # Start-Control-Connection-Reply result code "successful channel establishment"
 
 
+class Direction(StrEnum):
+    OUTBOUND = "outbound"  # client inside, server outside
+    INBOUND = "inbound"  # server inside behind a port forward, client outside
+
+
 class ConnState(StrEnum):
     CONNECTING = "connecting"  # TCP only, no Start-Control-Connection-Request yet
     STARTING = "starting"  # request seen, reply awaited
@@ -43,7 +53,7 @@ class CallState(StrEnum):
 
 class Path(StrEnum):
     FAST = "fast"  # the switch forwards this call's GRE in both directions
-    SLOW = "slow"  # server-to-client GRE goes through the controller
+    SLOW = "slow"  # inward GRE goes through the controller
 
 
 class EventKind(StrEnum):
@@ -59,9 +69,21 @@ class Call:
     created: float
     server_call_id: int | None = None
     state: CallState = CallState.REQUESTED
+    inbound: bool = False
     pair: GrePair | None = None
     slow_packets: int = 0
     slow_bytes: int = 0
+
+    @property
+    def inward_id(self) -> int | None:
+        """The call ID that inward GRE (from outside to the public address) carries:
+        the inside end's ID as the outside end knows it."""
+        return self.server_call_id if self.inbound else self.public_call_id
+
+    @property
+    def inside_id(self) -> int | None:
+        """The call ID the inside end expects in the GRE it receives."""
+        return self.server_call_id if self.inbound else self.client_call_id
 
     @property
     def path(self) -> Path:
@@ -93,15 +115,14 @@ class Event:
 class ControlConnection:
     """One PPTP control connection through the NAT, and its calls."""
 
-    client_ip: IPv4Address
+    client_ip: IPv4Address  # the PNS
     client_port: int
-    server_ip: IPv4Address
+    server_ip: IPv4Address  # the PAC
     server_port: int
-    public_ip: IPv4Address
+    public_ip: IPv4Address  # what the outside end talks to
     public_port: int
-    client_mac: str
-    switch_port: int  # the inside switch port the client is behind
     created: float
+    direction: Direction = Direction.OUTBOUND
     state: ConnState = ConnState.CONNECTING
     last_seen: float = 0.0
     closed_at: float | None = None
@@ -116,12 +137,28 @@ class ControlConnection:
     held: list[Any] | None = None  # to-client packet-outs waiting for a barrier reply
 
     @property
+    def inbound(self) -> bool:
+        return self.direction == Direction.INBOUND
+
+    @property
+    def inside(self) -> tuple[IPv4Address, int]:
+        return (self.server_ip, self.server_port) if self.inbound \
+            else (self.client_ip, self.client_port)
+
+    @property
+    def outside(self) -> tuple[IPv4Address, int]:
+        return (self.client_ip, self.client_port) if self.inbound \
+            else (self.server_ip, self.server_port)
+
+    @property
     def inside_key(self) -> tuple[IPv4Address, int, IPv4Address, int]:
-        return (self.client_ip, self.client_port, self.server_ip, self.server_port)
+        """(src, sport, dst, dport) of its packets arriving from inside."""
+        return (*self.inside, *self.outside)
 
     @property
     def outside_key(self) -> tuple[IPv4Address, int, IPv4Address, int]:
-        return (self.server_ip, self.server_port, self.public_ip, self.public_port)
+        """(src, sport, dst, dport) of its packets arriving from outside."""
+        return (*self.outside, self.public_ip, self.public_port)
 
     @property
     def live_calls(self) -> list[Call]:
@@ -136,6 +173,7 @@ class ControlConnection:
     def row(self, dpid: int) -> dict[str, Any]:
         return {
             "dpid": dpid,
+            "direction": str(self.direction),
             "client": f"{self.client_ip}:{self.client_port}",
             "public": f"{self.public_ip}:{self.public_port}",
             "server": f"{self.server_ip}:{self.server_port}",
@@ -230,7 +268,7 @@ class Tracker:
             return []
         call = Call(client_call_id=call_id,
                     public_call_id=conn.client_to_public.get(call_id, call_id),
-                    created=self.now, server_call_id=server_call_id)
+                    created=self.now, server_call_id=server_call_id, inbound=conn.inbound)
         conn.calls.append(call)
         return [Event(EventKind.CALL_REQUESTED, call)]
 
@@ -257,5 +295,8 @@ class Tracker:
 
 
 def describe(conn: ControlConnection) -> str:
+    if conn.inbound:
+        return (f"{conn.client_ip}:{conn.client_port} -> {conn.public_ip}:{conn.public_port} "
+                f"forwarded to {conn.server_ip}:{conn.server_port}")
     return (f"{conn.client_ip}:{conn.client_port} -> {conn.server_ip}:{conn.server_port} "
             f"as {conn.public_ip}:{conn.public_port}")

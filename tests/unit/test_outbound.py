@@ -295,7 +295,7 @@ def test_stats_are_requested_periodically_while_pairs_exist(switch, clock):
     clock.now += TIMEOUTS.stats_interval
     (request,) = [m for m in switch.gateway.tick() if type(m).__name__ == "OFPFlowStatsRequest"]
     assert request.table_id == pipeline.TABLE_GRE
-    assert request.cookie_mask == pipeline.COOKIE_KIND_MASK
+    assert (request.cookie, request.cookie_mask) == (pipeline.COOKIE_TAG, pipeline.COOKIE_TAG_MASK)
 
 
 def test_reconnect_reinstalls_live_pairs(switch):

@@ -85,14 +85,14 @@ def test_pair_flows_match_the_reference():
     pair = GrePair(5, IPv4Address("10.0.0.11"), IPv4Address("198.51.100.10"),
                    IPv4Address("203.0.113.1"), Hop("02:00:00:00:00:11", 1),
                    Hop("02:00:00:00:00:99", 3))
-    values = {"gateway_mac": GATEWAY.gateway_mac, "client": "10.0.0.11",
-              "server": "198.51.100.10", "public": "203.0.113.1",
-              "server_next_hop_mac": "02:00:00:00:00:99", "outside_port": "3",
-              "client_mac": "02:00:00:00:00:11", "client_port": "1"}
-    emitted = {"gre_to_server": pairs.to_server_flow(pair, GATEWAY.gateway_mac, 60),
-               "gre_to_client": pairs.to_client_flow(pair, GATEWAY.gateway_mac, 60),
+    values = {"gateway_mac": GATEWAY.gateway_mac, "inside": "10.0.0.11",
+              "outside": "198.51.100.10", "public": "203.0.113.1",
+              "outside_next_hop_mac": "02:00:00:00:00:99", "outside_port": "3",
+              "inside_mac": "02:00:00:00:00:11", "inside_port": "1"}
+    emitted = {"gre_outward": pairs.outward_flow(pair, GATEWAY.gateway_mac, 60),
+               "gre_inward": pairs.inward_flow(pair, GATEWAY.gateway_mac, 60),
                "gre_via_controller": pairs.via_controller_flow(
-                   pairs.GreKey(5, pair.server_ip, pair.public_ip))}
+                   pairs.GreKey(5, pair.outside_ip, pair.public_ip))}
     for flow in REFERENCE["pair_flows"]:
         documented = expand({k: flow[k] for k in ("table", "priority", "match", "actions")},
                             values)

@@ -15,25 +15,44 @@ from ryu.app.wsgi import WSGIApplication  # noqa: E402
 
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import config_from_dict  # noqa: E402
-from ryu_pptp_alg.rest import ALG_KEY, PptpRestController  # noqa: E402
+from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
 from tests.unit.test_config import VALID  # noqa: E402
 
 
 @pytest.fixture
 def alg():
-    return Alg(config_from_dict(VALID), clock=lambda: 1000.0)
+    document = {"gateways": [{**VALID["gateways"][0],
+                              "public_addresses": ["203.0.113.1", "203.0.113.2"],
+                              "port_forwards": [{"public": "203.0.113.1",
+                                                 "inside": "10.0.0.10"}]}]}
+    return Alg(config_from_dict(document), clock=lambda: 1000.0)
 
 
 @pytest.fixture
-def get(alg):
-    app = WSGIApplication()
-    app.register(PptpRestController, {ALG_KEY: alg})
+def sent():
+    return []
 
-    def _get(path):
-        response = Request.blank(path).get_response(app)
-        return response.status_int, json.loads(response.body)
 
-    return _get
+@pytest.fixture
+def app(alg, sent):
+    wsgi = WSGIApplication()
+    wsgi.register(PptpRestController, {ALG_KEY: alg,
+                                       SEND_KEY: lambda dpid, msgs: sent.append((dpid, msgs))})
+    return wsgi
+
+
+def call(app, method, path, body=None):
+    request = Request.blank(path, method=method)
+    if body is not None:
+        request.body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request.content_type = "application/json"
+    response = request.get_response(app)
+    return response.status_int, json.loads(response.body)
+
+
+@pytest.fixture
+def get(app):
+    return lambda path: call(app, "GET", path)
 
 
 def test_empty_session_table(get):
@@ -65,4 +84,58 @@ def test_gateways_show_connection_state(get, alg):
     (gateway,) = get("/pptp/gateways")[1]["gateways"]
     assert gateway["connected"] is True
     assert gateway["connected_since"] == 1000.0
-    assert gateway["public_addresses"] == ["203.0.113.1"]
+    assert gateway["public_addresses"] == ["203.0.113.1", "203.0.113.2"]
+
+
+FORWARD = {"dpid": 1, "public": "203.0.113.1", "inside": "10.0.0.10", "sessions": 0}
+
+
+def test_forwards_listed_from_the_configuration(get):
+    assert get("/pptp/forwards") == (200, {"forwards": [FORWARD]})
+    assert get("/pptp/forwards?dpid=1") == (200, {"forwards": [FORWARD]})
+    assert get("/pptp/forwards?dpid=9")[0] == 404
+
+
+def test_forward_added_and_removed_at_run_time(app, get, sent):
+    status, body = call(app, "POST", "/pptp/forwards",
+                        {"public": "203.0.113.2", "inside": "10.0.0.11"})
+    assert status == 201
+    assert body["forward"] == {**FORWARD, "public": "203.0.113.2", "inside": "10.0.0.11"}
+    assert len(get("/pptp/forwards")[1]["forwards"]) == 2
+    status, body = call(app, "DELETE", "/pptp/forwards/203.0.113.2")
+    assert (status, body) == (200, {"removed": "203.0.113.2", "dpid": 1,
+                                    "sessions_torn_down": 0})
+    assert sent == [(1, [])]
+    assert get("/pptp/forwards")[1]["forwards"] == [FORWARD]
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    (b"{not json", 400, "not JSON"),
+    (b"", 400, "expected a JSON object"),
+    ([1, 2], 400, "expected a JSON object"),
+    ({"public": "203.0.113.2"}, 400, "inside: missing"),
+    ({"inside": "10.0.0.11"}, 400, "public: missing"),
+    ({"public": "203.0.113.2", "inside": "10.0.0.11", "extra": 1}, 400, "unknown key"),
+    ({"public": "bogus", "inside": "10.0.0.11"}, 400, "not an IPv4 address"),
+    ({"public": "198.51.100.1", "inside": "10.0.0.11"}, 400, "no gateway has"),
+    ({"public": "203.0.113.2", "inside": "10.9.9.9"}, 400, "not in the LAN"),
+    ({"public": "203.0.113.2", "inside": 5}, 400, "expected an IPv4 address"),
+    ({"public": "203.0.113.2", "inside": "10.0.0.11", "dpid": "x"}, 400, "dpid"),
+    ({"public": "203.0.113.2", "inside": "10.0.0.11", "dpid": 9}, 404, "dpid 0x9"),
+    ({"public": "203.0.113.1", "inside": "10.0.0.11"}, 409, "already forwarded"),
+])
+def test_bad_forward_bodies_get_a_clear_error(app, body, status, fragment):
+    code, answer = call(app, "POST", "/pptp/forwards", body)
+    assert code == status
+    assert fragment in answer["error"]
+
+
+@pytest.mark.parametrize("path,status,fragment", [
+    ("/pptp/forwards/203.0.113.2", 404, "is not forwarded"),
+    ("/pptp/forwards/bogus", 400, "not an IPv4 address"),
+    ("/pptp/forwards/203.0.113.1?dpid=9", 404, "dpid 0x9"),
+])
+def test_bad_forward_removals_get_a_clear_error(app, path, status, fragment):
+    code, answer = call(app, "DELETE", path)
+    assert code == status
+    assert fragment in answer["error"]
