@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ryu_pptp_alg.testbed.netns import Namespace
-from ryu_pptp_alg.testbed.proc import have
+from ryu_pptp_alg.testbed.ovs import Bridge
+from ryu_pptp_alg.testbed.proc import have, run
 
 LAN, WAN = "lan", "wan"
 
@@ -72,6 +73,21 @@ class LinuxNat:
     def add_outside(self, host: Namespace, address: str, ifname: str = "eth0") -> str:
         """Join ``host`` to the WAN with ``address`` (CIDR) and no other route."""
         return self._port(host, WAN, address, ifname)
+
+    def uplink(self, bridge: Bridge, ofport: int) -> str:
+        """Join the WAN bridge to an OVS bridge port (the NAT sits outside a switch)."""
+        root_end = f"{self.router.name[:10]}w{ofport}"
+        run(["ip", "link", "del", root_end], check=False)
+        run(["ip", "link", "add", root_end, "type", "veth", "peer", "name", "uplink",
+             "netns", self.router.name])
+        self.router.links.append(root_end)
+        run(["ethtool", "-K", root_end, "tx", "off"], check=False)
+        self.router.run("ethtool", "-K", "uplink", "tx", "off", check=False)
+        self.router.run("ip", "link", "set", "uplink", "master", WAN)
+        self.router.run("ip", "link", "set", "uplink", "up")
+        run(["ip", "link", "set", root_end, "up"])
+        bridge.add_port(root_end, ofport)
+        return root_end
 
     def conntrack_lines(self) -> list[str]:
         """The router's conntrack table (``conntrack -L`` if present, else procfs)."""

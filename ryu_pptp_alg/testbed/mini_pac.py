@@ -4,7 +4,9 @@ Run in a namespace: ``python -m ryu_pptp_alg.testbed.mini_pac --out FILE``. For 
 message received it appends a JSON line ``{"peer": ..., "type": ..., call-ID fields}``
 to FILE; it answers Start-Control-Connection-Request, Outgoing-Call-Request (server
 call IDs 0x80, 0x81, ...), Call-Clear-Request (with Call-Disconnect-Notify) and
-Echo-Request. It exits after ``--seconds``.
+Echo-Request. With ``--incoming`` it places an Incoming-Call-Request (call ID 0x90)
+after the Start-Control-Connection-Reply and answers the Incoming-Call-Reply with
+Incoming-Call-Connected. It exits after ``--seconds``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import time
 from ryu_pptp_alg.codec import pptp
 
 
-def serve(conn: socket.socket, peer: tuple[str, int], out: str, lock: threading.Lock) -> None:
+def serve(conn: socket.socket, peer: tuple[str, int], out: str, lock: threading.Lock,
+          incoming: bool) -> None:
     buffer = b""
     next_call = 0x80
     server_ids: dict[int, int] = {}  # client call ID -> ours
@@ -39,6 +42,10 @@ def serve(conn: socket.socket, peer: tuple[str, int], out: str, lock: threading.
                 match msg:
                     case pptp.StartControlConnectionRequest():
                         reply = [pptp.StartControlConnectionReply()]
+                        if incoming:
+                            reply.append(pptp.IncomingCallRequest(call_id=0x90))
+                    case pptp.IncomingCallReply(call_id=call_id):
+                        reply = [pptp.IncomingCallConnected(peer_call_id=call_id)]
                     case pptp.OutgoingCallRequest(call_id=call_id):
                         reply = [pptp.OutgoingCallReply(call_id=next_call, peer_call_id=call_id)]
                         server_ids[call_id] = next_call
@@ -55,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--incoming", action="store_true", help="place an incoming call")
     args = parser.parse_args()
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -69,7 +77,8 @@ def main() -> None:
             conn, peer = server.accept()
         except TimeoutError:
             continue
-        threading.Thread(target=serve, args=(conn, peer, args.out, lock), daemon=True).start()
+        threading.Thread(target=serve, args=(conn, peer, args.out, lock, args.incoming),
+                         daemon=True).start()
 
 
 if __name__ == "__main__":

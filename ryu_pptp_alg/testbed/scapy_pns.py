@@ -22,6 +22,7 @@ import time
 from scapy.layers.inet import IP, TCP
 from scapy.layers.pptp import (
     PPTPCallClearRequest,
+    PPTPIncomingCallReply,
     PPTPOutgoingCallRequest,
     PPTPStartControlConnectionRequest,
 )
@@ -95,6 +96,31 @@ def decode(stream: bytes) -> list[dict]:
     return replies
 
 
+def wait_for_reply(conn: RawTcp, message_type: str) -> dict:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for reply in decode(conn.stream()):
+            if reply["type"] == message_type:
+                return reply
+        conn.poll(0.2)
+    raise SystemExit(f"no {message_type}: {decode(conn.stream())}")
+
+
+def answer_incoming(conn: RawTcp, call_id: int) -> None:
+    """Start the control connection, then accept the server's incoming call."""
+    start = bytes(PPTPStartControlConnectionRequest())
+    conn.send(conn.isn + 1, "PA", start)
+    conn.sent = len(start)
+    request = wait_for_reply(conn, "IncomingCallRequest")
+    # scapy's Incoming-Call-Reply defaults to a wrong length (148); RFC 2637 says 24.
+    reply = bytes(PPTPIncomingCallReply(len=24, call_id=call_id,
+                                        peer_call_id=request["call_id"]))
+    conn.send(conn.isn + 1 + len(start), "PA", reply)
+    conn.sent += len(reply)
+    wait_for_reply(conn, "IncomingCallConnected")
+    print(json.dumps({"replies": decode(conn.stream())}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--local", required=True)
@@ -106,6 +132,8 @@ def main() -> None:
     parser.add_argument("--clear", action="store_true", help="clear the calls at the end")
     parser.add_argument("--keep-open", action="store_true",
                         help="leave the control connection (and its calls) up")
+    parser.add_argument("--incoming", type=lambda x: int(x, 0), metavar="CALL_ID",
+                        help="no outgoing calls: answer the server's Incoming-Call-Request")
     args = parser.parse_args()
     call_ids = [int(x, 0) for x in args.call_ids.split(",")]
     conn = RawTcp(args.local, args.server, args.sport)
@@ -114,6 +142,9 @@ def main() -> None:
     if not conn.server_isn:
         raise SystemExit("no SYN-ACK")
     conn.send(conn.isn + 1, "A")
+    if args.incoming is not None:
+        answer_incoming(conn, args.incoming)
+        return
     messages = [bytes(PPTPStartControlConnectionRequest())]
     messages += [bytes(PPTPOutgoingCallRequest(call_id=c, call_serial_number=i))
                  for i, c in enumerate(call_ids)]
