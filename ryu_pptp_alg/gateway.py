@@ -13,6 +13,7 @@ GRE gets address-rewrite flows in the switch (see ``pairs.py``).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import time
 from collections import Counter
@@ -122,6 +123,12 @@ class Gateway:
         self.forwards: dict[IPv4Address, IPv4Address] = {
             f.public: f.inside for f in config.port_forwards}
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
+        # Indexes for choosing public addresses and ports (outbound connections).
+        self._client_public: dict[tuple[IPv4Address, IPv4Address], tuple[IPv4Address, int]] = {}
+        self._key_clients: dict[tuple[IPv4Address, IPv4Address], Counter[IPv4Address]] = {}
+        self._port_cursor: dict[tuple[IPv4Address, int, IPv4Address], int] = {}
+        self._pool: list[IPv4Address] = []
+        self._refresh_pool()
         self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
         self._next_xid = 1
         self._last_stats = 0.0
@@ -142,6 +149,7 @@ class Gateway:
         msgs = [*pipeline.reset_flows(), *pipeline.static_flows(self.config)]
         for key in self.pairs.keys.values():
             key.via_controller = False
+            key.fast_pair = None
         for pair in self.pairs:
             pair.fast = False
             if pair.state == PairState.INSTALLED:
@@ -293,6 +301,8 @@ class Gateway:
     def _register(self, conn: ControlConnection) -> ControlConnection:
         self.conns_inside[conn.inside_key] = conn
         self.conns_outside[conn.outside_key] = conn
+        if not conn.inbound:
+            self._track_outbound(conn, +1)
         self.counters[f"control_connections_{conn.direction}"] += 1
         self.log.info("control connection %s", describe(conn))
         return conn
@@ -301,29 +311,62 @@ class Gateway:
         """Keep a client on one address per server; else a pool address no other client
         uses towards that server (addresses that forward inbound PPTP last), so its GRE
         pair stays unambiguous; else the default."""
-        taken: set[IPv4Address] = set()
-        for conn in self.conns_inside.values():
-            if conn.server_ip == server and not conn.inbound:
-                if conn.client_ip == client:
-                    return conn.public_ip
-                taken.add(conn.public_ip)
-        pool = sorted(self.config.public_addresses, key=lambda a: a in self.forwards)
-        for address in pool:
-            if address not in taken:
+        known = self._client_public.get((client, server))
+        if known is not None:
+            return known[0]
+        free = self._free_pool.get(server)
+        if free is None:
+            free = self._free_pool[server] = list(range(len(self._pool)))
+        while free:  # a heap of pool positions; entries of addresses now in use are stale
+            address = self._pool[free[0]]
+            if not self._key_clients.get((server, address)):
                 return address
+            heapq.heappop(free)
         return self.config.default_public_address
 
     def _choose_port(self, public: IPv4Address, port: int, server: IPv4Address,
                      server_port: int) -> int:
-        """The client's own source port unless another connection holds it."""
-        candidate = port
-        for _ in range(65536):
+        """The client's own source port unless another connection holds it; then the next
+        free one after a per-(server, public address) cursor (amortised O(1))."""
+        def free(candidate: int) -> bool:
             reserved = candidate == pptp.PPTP_PORT and public in self.forwards
-            if not reserved and (server, server_port, public, candidate) \
-                    not in self.conns_outside:
+            return not reserved and \
+                (server, server_port, public, candidate) not in self.conns_outside
+        if free(port):
+            return port
+        cursor_key = (server, server_port, public)
+        candidate = self._port_cursor.get(cursor_key, FIRST_DYNAMIC_PORT)
+        for _ in range(65536):
+            following = candidate + 1 if candidate < 65535 else FIRST_DYNAMIC_PORT
+            if free(candidate):
+                self._port_cursor[cursor_key] = following
                 return candidate
-            candidate = candidate + 1 if candidate < 65535 else FIRST_DYNAMIC_PORT
+            candidate = following
         raise RuntimeError(f"no free port on {public} towards {server}")
+
+    def _track_outbound(self, conn: ControlConnection, delta: int) -> None:
+        """Keep the indexes behind _choose_public: who uses which public address."""
+        pair_key = (conn.client_ip, conn.server_ip)
+        public, count = self._client_public.get(pair_key, (conn.public_ip, 0))
+        if count + delta > 0:
+            self._client_public[pair_key] = (public, count + delta)
+        else:
+            self._client_public.pop(pair_key, None)
+        users = self._key_clients.setdefault((conn.server_ip, conn.public_ip), Counter())
+        users[conn.client_ip] += delta
+        if users[conn.client_ip] <= 0:
+            del users[conn.client_ip]
+        if not users:
+            del self._key_clients[(conn.server_ip, conn.public_ip)]
+            free = self._free_pool.get(conn.server_ip)
+            position = self._pool_position.get(conn.public_ip)
+            if free is not None and position is not None:
+                heapq.heappush(free, position)  # free again towards that server
+
+    def _refresh_pool(self) -> None:
+        self._pool = sorted(self.config.public_addresses, key=lambda a: a in self.forwards)
+        self._pool_position = {address: i for i, address in enumerate(self._pool)}
+        self._free_pool: dict[IPv4Address, list[int]] = {}  # rebuilt lazily per server
 
     def _next_hop(self, destination: IPv4Address) -> IPv4Address:
         return self.config.outside_next_hop or destination
@@ -496,8 +539,8 @@ class Gateway:
         return msgs + self._reconcile(pair.key)
 
     def _reconcile(self, key_addresses: Key) -> list[Any]:
-        """Make the key's server-to-client flows fit its pairs; adds before deletes, so
-        no GRE falls through to the drop flow while paths change."""
+        """Make the key's inward flows fit its pairs; adds before deletes, so no GRE
+        falls through to the drop flow while paths change."""
         pairs = self.pairs.sharing(key_addresses)
         key = self.pairs.key(key_addresses)
         lone = pairs[0] if len(pairs) == 1 else None
@@ -509,13 +552,16 @@ class Gateway:
         if want_controller and not key.via_controller:
             key.via_controller = True
             adds.append(via_controller_flow(key))
-        for pair in pairs:
-            if pair is fast and not pair.fast:
-                pair.fast = True
-                adds.append(inward_flow(pair, self.mac, self.timeouts.gre_idle))
-            elif pair is not fast and pair.fast:
-                pair.fast = False
-                deletes.append(delete_inward_flow(pair))
+        if fast is not key.fast_pair:
+            if fast is not None:
+                fast.fast = True
+                adds.append(inward_flow(fast, self.mac, self.timeouts.gre_idle))
+            previous = key.fast_pair
+            if previous is not None and previous.fast:
+                previous.fast = False
+                if previous in pairs:  # a removed pair's flows went with its cookie
+                    deletes.append(delete_inward_flow(previous))
+            key.fast_pair = fast
         if not want_controller and key.via_controller:
             key.via_controller = False
             deletes.append(delete_via_controller_flow(key))
@@ -625,7 +671,8 @@ class Gateway:
     def _forget(self, conn: ControlConnection) -> None:
         for client_id in list(conn.client_to_public):
             self._release_public_id(conn, client_id)
-        self.conns_inside.pop(conn.inside_key, None)
+        if self.conns_inside.pop(conn.inside_key, None) is not None and not conn.inbound:
+            self._track_outbound(conn, -1)
         self.conns_outside.pop(conn.outside_key, None)
 
     def _xid(self) -> int:
@@ -647,6 +694,7 @@ class Gateway:
             raise ValueError(f"{forward.public} is already forwarded to "
                              f"{self.forwards[forward.public]}")
         self.forwards[forward.public] = forward.inside
+        self._refresh_pool()
         self.log.info("port forward %s -> %s added", forward.public, forward.inside)
 
     def remove_forward(self, public: IPv4Address) -> list[Any]:
@@ -654,6 +702,7 @@ class Gateway:
         if public not in self.forwards:
             raise KeyError(public)
         inside = self.forwards.pop(public)
+        self._refresh_pool()
         msgs: list[Any] = []
         for conn in list(self.conns_inside.values()):
             if conn.inbound and conn.public_ip == public:

@@ -78,8 +78,10 @@ class GrePair:
 
 
 def _gre_match(src: IPv4Address, dst: IPv4Address) -> parser.OFPMatch:
-    return ofmsg.match(eth_type=ofmsg.ETH_TYPE_IPV4, ip_proto=ofmsg.IP_PROTO_GRE,
-                       ipv4_src=str(src), ipv4_dst=str(dst))
+    # Fields already in OXM order and normal form: skips Ryu's slow normalisation.
+    return parser.OFPMatch(_ordered_fields=[
+        ("eth_type", ofmsg.ETH_TYPE_IPV4), ("ip_proto", ofmsg.IP_PROTO_GRE),
+        ("ipv4_src", str(src)), ("ipv4_dst", str(dst))])
 
 
 def outward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
@@ -113,6 +115,7 @@ class GreKey:
     outside_ip: IPv4Address
     public_ip: IPv4Address
     via_controller: bool = False  # its gre_via_controller flow is installed
+    fast_pair: GrePair | None = None  # the one pair whose gre_inward flow is installed
 
     @property
     def cookie(self) -> int:

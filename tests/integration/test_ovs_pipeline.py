@@ -104,7 +104,7 @@ def test_control_connection_is_natted_through_the_controller(net):
     assert packets(bridge, static_cookie(PipelineFlow.PPTP_FROM_SERVER)) > 0
     assert packets(bridge, static_cookie(PipelineFlow.ARP_INSIDE)) > 0  # h1 ARPed for us
     (gateway,) = controller.get("/pptp/gateways")["gateways"]
-    assert gateway["counters"]["control_connections"] == 1
+    assert gateway["counters"]["control_connections_outbound"] == 1
     assert gateway["counters"]["arp_replies_sent"] >= 1
     (session,) = controller.get("/pptp/sessions")["sessions"]
     assert session["client"].startswith("10.0.0.2:")
