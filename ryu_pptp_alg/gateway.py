@@ -275,11 +275,9 @@ class Gateway:
     def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
         if from_client and conn.to_server is None:
-            conn.to_server = StreamRewriter(
-                tcp.seq + 1, lambda site: self._decide_to_server(conn, site))
+            conn.to_server = StreamRewriter(tcp.seq + 1, self._decide_to_server, conn)
         elif not from_client and conn.to_client is None:
-            conn.to_client = StreamRewriter(
-                tcp.seq + 1, lambda site: self._decide_to_client(conn, site))
+            conn.to_client = StreamRewriter(tcp.seq + 1, self._decide_to_client, conn)
 
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
@@ -386,11 +384,11 @@ class Gateway:
         try:
             result = stream.segment(tcp.seq, tcp.payload)
         except ReassemblyOverflow as err:
-            conn.errors["reassembly_overflow"] += 1
+            conn.count_error("reassembly_overflow")
             self.log.warning("%s: %s", describe(conn), err)
             return [], []
         if result.error is not None:
-            conn.errors["stream_desync"] += 1
+            conn.count_error("stream_desync")
             self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
                              "on it are no longer tracked", describe(conn), result.error)
         segments = [dataclasses.replace(
@@ -403,7 +401,7 @@ class Gateway:
             try:
                 msg = pptp.parse(message.data)
             except PptpError as err:
-                conn.errors["bad_message"] += 1
+                conn.count_error("bad_message")
                 self.log.warning("%s: bad control message: %s", describe(conn), err)
                 continue
             self.counters["control_messages"] += 1
@@ -418,19 +416,19 @@ class Gateway:
         if field in ALLOCATING_FIELDS:
             return self._allocate_public_id(conn, site.value)
         if field in CLIENT_ID_FIELDS_OUT:
-            return conn.client_to_public.get(site.value, site.value)
+            return conn.public_id(site.value)
         return site.value
 
     def _decide_to_client(self, conn: ControlConnection, site: CallIdSite) -> int:
         if (site.message_type, site.field) in CLIENT_ID_FIELDS_IN:
-            return conn.public_to_client.get(site.value, site.value)
+            return conn.client_id(site.value)
         return site.value
 
     def _allocate_public_id(self, conn: ControlConnection, client_id: int) -> int:
         """The call ID the server will see: the client's own unless another call through
         the same public address to the same server already uses it."""
-        if client_id in conn.client_to_public:  # a duplicate request: keep its mapping
-            return conn.client_to_public[client_id]
+        if conn.id_map is not None and client_id in conn.id_map:
+            return conn.id_map[client_id]  # a duplicate request: keep its mapping
         used = self.public_ids.setdefault((conn.server_ip, conn.public_ip), set())
         public_id = client_id
         for _ in range(0x10000):
@@ -441,24 +439,30 @@ class Gateway:
             self.counters["call_ids_exhausted"] += 1
             return client_id
         used.add(public_id)
-        conn.client_to_public[client_id] = public_id
-        conn.public_to_client[public_id] = client_id
+        if conn.id_map is None:
+            conn.id_map = {}
+        conn.id_map[client_id] = public_id
         if public_id != client_id:
             self.counters["call_ids_translated"] += 1
             self.log.info("%s: call ID %d translated to %d", describe(conn), client_id,
                           public_id)
         return public_id
 
-    def _release_public_id(self, conn: ControlConnection, client_id: int) -> None:
-        public_id = conn.client_to_public.pop(client_id, None)
-        if public_id is None:
-            return
-        conn.public_to_client.pop(public_id, None)
-        used = self.public_ids.get((conn.server_ip, conn.public_ip))
+    def _release_public_id(self, conn: ControlConnection, call: Call) -> None:
+        """The call is over: its public call ID is free again on its key."""
+        if conn.id_map is not None:
+            conn.id_map.pop(call.client_call_id, None)
+            if not conn.id_map:
+                conn.id_map = None
+        self._discard_public_id(conn, call.public_call_id)
+
+    def _discard_public_id(self, conn: ControlConnection, public_id: int) -> None:
+        key = (conn.server_ip, conn.public_ip)
+        used = self.public_ids.get(key)
         if used is not None:
             used.discard(public_id)
             if not used:
-                del self.public_ids[(conn.server_ip, conn.public_ip)]
+                del self.public_ids[key]
 
     def _tcp_close(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Any]:
         if not tcp.flags & (TCP_FIN | TCP_RST):
@@ -574,7 +578,7 @@ class Gateway:
         self.log.info("%s: call %d closed", describe(conn), call.client_call_id)
         if call.inward_id is not None:
             self.calls_by_inward_id.pop((conn.outside[0], conn.public_ip, call.inward_id), None)
-        self._release_public_id(conn, call.client_call_id)
+        self._release_public_id(conn, call)
         pair = call.pair
         if pair is None:
             return []
@@ -642,8 +646,7 @@ class Gateway:
                 continue
             direction = "outward" if match.get("ipv4_src") == str(pair.inside_ip) \
                 else "inward"
-            pair.live_packets[direction] = packets
-            pair.live_bytes[direction] = octets
+            pair.set_live(direction, packets, octets)
 
     def tick(self) -> list[Any]:
         """Timeouts, ARP retries and statistics requests; call about once a second."""
@@ -669,8 +672,9 @@ class Gateway:
         return msgs
 
     def _forget(self, conn: ControlConnection) -> None:
-        for client_id in list(conn.client_to_public):
-            self._release_public_id(conn, client_id)
+        for public_id in (conn.id_map or {}).values():  # decided, but no call came of it
+            self._discard_public_id(conn, public_id)
+        conn.id_map = None
         if self.conns_inside.pop(conn.inside_key, None) is not None and not conn.inbound:
             self._track_outbound(conn, -1)
         self.conns_outside.pop(conn.outside_key, None)

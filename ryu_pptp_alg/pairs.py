@@ -35,7 +35,7 @@ class PairState(StrEnum):
     INSTALLED = "installed"  # address-rewrite flows sent (and confirmed by a barrier)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hop:
     """Where a rewritten packet goes: next-hop MAC and switch port."""
 
@@ -43,7 +43,7 @@ class Hop:
     port: int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class GrePair:
     ident: int
     inside_ip: IPv4Address
@@ -55,8 +55,10 @@ class GrePair:
     fast: bool = False  # its gre_inward flow is installed: the switch forwards both ways
     calls: set[Call] = field(default_factory=set)
     # Counters of the pair's live flows (flow stats) and of flows already gone.
-    live_packets: dict[int, int] = field(default_factory=dict)  # by priority (direction)
-    live_bytes: dict[int, int] = field(default_factory=dict)
+    outward_packets: int = 0
+    outward_bytes: int = 0
+    inward_packets: int = 0
+    inward_bytes: int = 0
     removed_packets: int = 0
     removed_bytes: int = 0
 
@@ -73,8 +75,14 @@ class GrePair:
         return any(call.public_call_id != call.client_call_id for call in self.calls)
 
     def traffic(self) -> tuple[int, int]:
-        return (self.removed_packets + sum(self.live_packets.values()),
-                self.removed_bytes + sum(self.live_bytes.values()))
+        return (self.removed_packets + self.outward_packets + self.inward_packets,
+                self.removed_bytes + self.outward_bytes + self.inward_bytes)
+
+    def set_live(self, direction: str, packets: int, octets: int) -> None:
+        if direction == "outward":
+            self.outward_packets, self.outward_bytes = packets, octets
+        else:
+            self.inward_packets, self.inward_bytes = packets, octets
 
 
 def _gre_match(src: IPv4Address, dst: IPv4Address) -> parser.OFPMatch:
@@ -107,7 +115,7 @@ def inward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OF
                           idle_timeout=idle_timeout, send_flow_removed=True)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class GreKey:
     """Inward GRE of one (outside host, public address): via the controller or not."""
 

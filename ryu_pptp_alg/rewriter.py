@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
@@ -45,7 +46,7 @@ class CallIdSite:
     value: int
 
 
-Decide = Callable[[CallIdSite], int]
+Decide = Callable[[Any, CallIdSite], int]  # (context, site) -> the value to write
 
 
 @dataclass(frozen=True)
@@ -64,27 +65,35 @@ class Rewritten:
     error: PptpError | None = None  # framing lost (StreamDesync): forwarding goes on untouched
 
 
-def keep(site: CallIdSite) -> int:
+def keep(context: Any, site: CallIdSite) -> int:
     return site.value
 
 
 class StreamRewriter:
-    def __init__(self, initial_seq: int, decide: Decide = keep,
+    """One per direction of every control connection: kept small (slots, containers
+    created only when needed)."""
+
+    __slots__ = ("_emitted", "_fields_done", "_msg_len", "_msg_start", "_out_of_order",
+                 "_patches", "_pending", "_prefix", "_scanned", "base", "context", "decide",
+                 "failed", "max_held", "reassembler")
+
+    def __init__(self, initial_seq: int, decide: Decide = keep, context: Any = None,
                  max_held: int = 65536) -> None:
         self.base = initial_seq % SEQ_MOD
         self.decide = decide
+        self.context = context  # passed to ``decide`` (the connection)
         self.max_held = max_held
         self.reassembler = StreamReassembler(self.base, max_buffered=max_held)
         self.failed = False  # the stream lost framing: forward untouched from here on
         self._emitted = 0  # stream offset: [0, _emitted) has been forwarded
-        self._pending = bytearray()  # in order, not yet forwarded: from _emitted
-        self._out_of_order: dict[int, bytes] = {}
-        self._patches: dict[int, int] = {}  # stream offset -> byte to write there
+        self._pending = b""  # in order, not yet forwarded: from _emitted
+        self._out_of_order: dict[int, bytes] | None = None
+        self._patches: dict[int, int] | None = None  # stream offset -> byte to write there
         self._scanned = 0  # next stream offset the message scanner looks at
         self._msg_start = 0
         self._msg_len = 0  # 0 until the length field is in
-        self._prefix = bytearray()
-        self._fields_done: set[int] = set()  # field offsets decided in the current message
+        self._prefix = b""
+        self._fields_done = 0  # bit per field offset decided in the current message
 
     @property
     def next_seq(self) -> int:
@@ -93,7 +102,7 @@ class StreamRewriter:
 
     @property
     def held(self) -> int:
-        return len(self._pending) + sum(map(len, self._out_of_order.values()))
+        return len(self._pending) + sum(map(len, (self._out_of_order or {}).values()))
 
     def segment(self, seq: int, payload: bytes) -> Rewritten:
         """One received segment with data: what to forward now, and the messages it completed.
@@ -136,6 +145,8 @@ class StreamRewriter:
         if self.held + len(payload) > self.max_held:
             raise ReassemblyOverflow(f"holding {self.held} bytes; segment of {len(payload)} "
                                      f"dropped (limit {self.max_held})")
+        if self._out_of_order is None:
+            self._out_of_order = {}
         if len(payload) > len(self._out_of_order.get(start, b"")):
             self._out_of_order[start] = bytes(payload)
 
@@ -144,6 +155,7 @@ class StreamRewriter:
         pulled = bytearray()
         progress = True
         while progress and self._out_of_order:
+            assert self._out_of_order is not None
             progress = False
             for start in sorted(self._out_of_order):
                 chunk = self._out_of_order[start]
@@ -154,6 +166,8 @@ class StreamRewriter:
                     pulled += chunk[upto - start:]
                     upto = start + len(chunk)
                 progress = True
+        if not self._out_of_order:
+            self._out_of_order = None
         return bytes(pulled)
 
     def _emit(self, start: int, payload: bytes, end: int) -> list[Emit]:
@@ -163,7 +177,7 @@ class StreamRewriter:
             else bytearray()
         release = upto - self._emitted
         data += self._pending[:release]
-        del self._pending[:release]
+        self._pending = self._pending[release:]
         self._emitted = upto
         patched = self._patched(first, bytes(data))
         complete = upto >= end
@@ -185,11 +199,12 @@ class StreamRewriter:
         return received
 
     def _patched(self, start: int, data: bytes) -> bytes:
-        if not self._patches:
+        patches = self._patches
+        if not patches:
             return data
         out = bytearray(data)
         for i in range(len(out)):
-            byte = self._patches.get(start + i)
+            byte = patches.get(start + i)
             if byte is not None:
                 out[i] = byte
         return bytes(out)
@@ -220,8 +235,8 @@ class StreamRewriter:
                 self._scanned = self._msg_start + self._msg_len
                 self._msg_start = self._scanned
                 self._msg_len = 0
-                self._prefix.clear()
-                self._fields_done.clear()
+                self._prefix = b""
+                self._fields_done = 0
 
     def _check_prefix(self) -> None:
         prefix = self._prefix
@@ -238,20 +253,22 @@ class StreamRewriter:
         if msg_type is None:
             return
         for name, offset in pptp.CALL_ID_OFFSETS.get(msg_type, ()):
-            if offset in self._fields_done or len(prefix) < offset + 2:
+            if self._fields_done & (1 << offset) or len(prefix) < offset + 2:
                 continue
-            self._fields_done.add(offset)
+            self._fields_done |= 1 << offset
             value = int.from_bytes(prefix[offset:offset + 2], "big")
             site = CallIdSite((self.base + self._msg_start) % SEQ_MOD, msg_type, name, value)
-            new = self.decide(site)
+            new = self.decide(self.context, site)
             if new != value:
+                if self._patches is None:
+                    self._patches = {}
                 field_start = self._msg_start + offset
                 self._patches[field_start] = new >> 8
                 self._patches[field_start + 1] = new & 0xFF
-        self._prune_patches()
+                self._prune_patches()
 
     def _prune_patches(self) -> None:
         """Patches far behind the stream are never needed for retransmissions."""
-        if len(self._patches) > 4096:
+        if self._patches is not None and len(self._patches) > 4096:
             floor = self._emitted - 2 * self.max_held
             self._patches = {k: v for k, v in self._patches.items() if k >= floor}

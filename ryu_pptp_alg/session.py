@@ -62,7 +62,7 @@ class EventKind(StrEnum):
     CALL_CLOSED = "call-closed"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call:
     client_call_id: int
     public_call_id: int
@@ -105,13 +105,13 @@ class Call:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     kind: EventKind
     call: Call
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ControlConnection:
     """One PPTP control connection through the NAT, and its calls."""
 
@@ -131,10 +131,31 @@ class ControlConnection:
     calls: list[Call] = field(default_factory=list)
     to_server: StreamRewriter | None = None  # set from the client's SYN
     to_client: StreamRewriter | None = None  # set from the server's SYN-ACK
-    client_to_public: dict[int, int] = field(default_factory=dict)  # call-ID translation
-    public_to_client: dict[int, int] = field(default_factory=dict)
-    errors: Counter[str] = field(default_factory=Counter)
+    # Call IDs the server sees, by the client's own (created with the first call).
+    id_map: dict[int, int] | None = None
+    errors: Counter[str] | None = None  # created with the first error
     held: list[Any] | None = None  # to-client packet-outs waiting for a barrier reply
+
+    def count_error(self, name: str) -> None:
+        if self.errors is None:
+            self.errors = Counter()
+        self.errors[name] += 1
+
+    def public_id(self, client_id: int) -> int:
+        return client_id if self.id_map is None else self.id_map.get(client_id, client_id)
+
+    def settle_id(self, client_id: int) -> None:
+        """The call exists now: an untranslated ID needs no entry (its call has it)."""
+        if self.id_map is not None and self.id_map.get(client_id) == client_id:
+            del self.id_map[client_id]
+            if not self.id_map:
+                self.id_map = None
+
+    def client_id(self, public_id: int) -> int:
+        for client, public in (self.id_map or {}).items():
+            if public == public_id:
+                return client
+        return public_id
 
     @property
     def inbound(self) -> bool:
@@ -181,7 +202,7 @@ class ControlConnection:
             "created": timestamp(self.created),
             "last_seen": timestamp(self.last_seen),
             "calls": [call.row() for call in self.live_calls],
-            "errors": dict(self.errors),
+            "errors": dict(self.errors or {}),
         }
 
 
@@ -262,13 +283,14 @@ class Tracker:
                   msg: pptp.Message) -> list[Event]:
         """The client (PNS) announced its call ID: Outgoing-Call-Request or Incoming-Call-Reply."""
         if conn.call_by("client_call_id", call_id) is not None:
-            conn.errors["duplicate_call_id"] += 1
+            conn.count_error("duplicate_call_id")
             LOG.warning("%s: %s reuses live call ID %d", describe(conn),
                         pptp.message_name(msg.TYPE), call_id)
             return []
         call = Call(client_call_id=call_id,
-                    public_call_id=conn.client_to_public.get(call_id, call_id),
+                    public_call_id=conn.public_id(call_id),
                     created=self.now, server_call_id=server_call_id, inbound=conn.inbound)
+        conn.settle_id(call_id)
         conn.calls.append(call)
         return [Event(EventKind.CALL_REQUESTED, call)]
 
@@ -281,7 +303,7 @@ class Tracker:
               msg: pptp.Message) -> Call | None:
         call = conn.call_by(attribute, value)
         if call is None:
-            conn.errors["unknown_call_id"] += 1
+            conn.count_error("unknown_call_id")
             LOG.info("%s: %s names unknown call ID %d", describe(conn),
                      pptp.message_name(msg.TYPE), value)
         return call

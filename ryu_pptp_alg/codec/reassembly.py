@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from .errors import ReassemblyOverflow, StreamDesync
@@ -22,6 +23,7 @@ __all__ = ["ReassemblyOverflow", "StreamDesync", "StreamMessage", "StreamReassem
 _SEQ_MOD: Final = 1 << 32
 _HALF_SEQ: Final = 1 << 31
 _COOKIE: Final = MAGIC_COOKIE.to_bytes(4, "big")
+_NO_CHUNKS: Final[MappingProxyType[int, bytes]] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,18 @@ class StreamMessage:
 class StreamReassembler:
     """Reassembles one direction of a PPTP control connection into messages."""
 
+    __slots__ = ("_base_seq", "_chunks", "_failure", "_framing", "_framing_offset",
+                 "_max_buffered", "_next_offset", "_starts")
+
     def __init__(self, initial_seq: int | None = None, max_buffered: int = 65536) -> None:
         self._base_seq: int | None = None if initial_seq is None else initial_seq % _SEQ_MOD
         self._max_buffered = max_buffered
         self._next_offset = 0  # stream offset of the next byte not yet framed-in
-        self._framing = bytearray()  # in-order bytes not yet forming a full message
+        # Kept small for the many idle connections: immutable empties until needed.
+        self._framing = b""  # in-order bytes not yet forming a full message
         self._framing_offset = 0  # stream offset of _framing[0]
-        self._starts: list[int] = []  # sorted starts of out-of-order intervals
-        self._chunks: dict[int, bytes] = {}  # start -> bytes; disjoint, non-adjacent
+        self._starts: list[int] | tuple[()] = ()  # sorted starts of out-of-order intervals
+        self._chunks: dict[int, bytes] | MappingProxyType[int, bytes] = _NO_CHUNKS
         self._failure: str | None = None
 
     @property
@@ -93,6 +99,9 @@ class StreamReassembler:
         return self._next_offset + delta
 
     def _store_out_of_order(self, start: int, data: bytes) -> None:
+        if not isinstance(self._starts, list):
+            self._starts, self._chunks = [], {}
+        assert isinstance(self._chunks, dict)
         end = start + len(data)
         # Collect intervals overlapping or touching [start, end) and merge them.
         i = bisect_left(self._starts, start)
@@ -121,6 +130,7 @@ class StreamReassembler:
     def _pull_contiguous(self) -> None:
         """Move out-of-order intervals that the stream has reached into framing."""
         while self._starts and self._starts[0] <= self._next_offset:
+            assert isinstance(self._starts, list) and isinstance(self._chunks, dict)
             start = self._starts.pop(0)
             chunk = self._chunks.pop(start)
             end = start + len(chunk)
@@ -142,8 +152,8 @@ class StreamReassembler:
             if len(self._framing) < length:
                 break
             seq = (self._base_seq + self._framing_offset) % _SEQ_MOD
-            messages.append(StreamMessage(seq, bytes(self._framing[:length])))
-            del self._framing[:length]
+            messages.append(StreamMessage(seq, self._framing[:length]))
+            self._framing = self._framing[length:]
             self._framing_offset += length
         return messages
 

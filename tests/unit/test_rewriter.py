@@ -17,7 +17,7 @@ messages_st = st.lists(st.sampled_from(ALL_CLASSES).flatmap(message_strategy), m
                        max_size=8)
 
 
-def translate(site: CallIdSite) -> int:
+def translate(_context: object, site: CallIdSite) -> int:
     """A recognisable rewrite: every call-ID field gets its bits flipped."""
     return site.value ^ 0xFFFF
 
@@ -66,7 +66,7 @@ def test_any_segmentation_forwards_the_translated_stream(messages, cuts, rnd, is
             order[i], order[i + 1] = order[i + 1], order[i]
     order += [s for s in segments if rnd.random() < 0.3]
     sites: list[CallIdSite] = []
-    rewriter = StreamRewriter(isn, lambda site: (sites.append(site), translate(site))[1])
+    rewriter = StreamRewriter(isn, lambda _, site: (sites.append(site), translate(None, site))[1])
     wire, seen = Wire(isn), []
     for offset, chunk in order:
         result = rewriter.segment((isn + offset) % 2**32, chunk)
@@ -85,7 +85,7 @@ def ocrq(call_id: int) -> bytes:
 
 def test_byte_by_byte_holds_back_only_a_split_field():
     data = ocrq(0x1234)
-    rewriter = StreamRewriter(100, lambda site: 0xBEEF)
+    rewriter = StreamRewriter(100, lambda _, site: 0xBEEF)
     forwarded = []
     for i, byte in enumerate(data):
         (emit,) = rewriter.segment(100 + i, bytes([byte])).emits
@@ -98,7 +98,7 @@ def test_byte_by_byte_holds_back_only_a_split_field():
 
 def test_segment_ending_inside_a_field_forwards_all_but_that_byte():
     data = pptp.build(pptp.EchoRequest()) + ocrq(7)
-    rewriter = StreamRewriter(0, lambda site: 9)
+    rewriter = StreamRewriter(0, lambda _, site: 9)
     (first,) = rewriter.segment(0, data[:16 + 13]).emits
     assert len(first.payload) == 16 + 12 and not first.complete
     (second,) = rewriter.segment(29, data[29:]).emits
@@ -117,7 +117,7 @@ def test_coalesced_messages_are_all_translated():
 
 def test_retransmission_gets_the_same_translation_without_a_new_decision():
     decisions = []
-    rewriter = StreamRewriter(0, lambda site: (decisions.append(site), 77)[1])
+    rewriter = StreamRewriter(0, lambda _, site: (decisions.append(site), 77)[1])
     first = rewriter.segment(0, ocrq(5)).emits[0].payload
     again = rewriter.segment(0, ocrq(5))
     assert again.emits[0].payload == first and again.messages == []
