@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo lint unit clean
+.PHONY: setup test demo bench lint unit clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,9 @@ unit: setup
 
 demo: setup
 	$(PY) mininet/demo.py
+
+bench: setup
+	$(PY) bench/all.py $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

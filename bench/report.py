@@ -1,0 +1,51 @@
+"""Shared bits of the benchmark reports: machine description, tables, spreads."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        ovs = subprocess.run(["ovs-vsctl", "--version"], capture_output=True,
+                             text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        ovs = "no Open vSwitch"
+    info = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "python": platform.python_version(), "ovs": ovs}
+    info["summary"] = (f"Measured {info['date']} on {info['cores']} cores ({cpu}), "
+                       f"Linux {info['kernel']}, Python {info['python']}, {ovs}.")
+    return info
+
+
+def spread(values: list[float]) -> str:
+    """min..max (and the IQR when there are enough samples)."""
+    if not values:
+        return "-"
+    text = f"{min(values):.2f}..{max(values):.2f}"
+    if len(values) >= 4:
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        text += f" (IQR {q1:.2f}..{q3:.2f})"
+    return text
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
