@@ -92,27 +92,26 @@ def _gre_match(src: IPv4Address, dst: IPv4Address) -> parser.OFPMatch:
         ("ipv4_src", str(src)), ("ipv4_dst", str(dst))])
 
 
-def outward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
-    """Inside host to outside host: the source becomes the public address."""
-    actions = [ofmsg.set_field(eth_src=gateway_mac),
-               ofmsg.set_field(eth_dst=pair.to_outside.mac),
-               ofmsg.set_field(ipv4_src=str(pair.public_ip)), ofmsg.dec_ip_ttl(),
-               ofmsg.output(pair.to_outside.port)]
-    return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_PAIR,
-                          _gre_match(pair.inside_ip, pair.outside_ip),
+def _rewrite_flow(pair: GrePair, match: parser.OFPMatch, hop: Hop, gateway_mac: str,
+                  idle_timeout: int, **address: str) -> parser.OFPFlowMod:
+    """Route a pair's GRE like a router (MACs, TTL) with one address rewritten."""
+    actions = [ofmsg.set_field(eth_src=gateway_mac), ofmsg.set_field(eth_dst=hop.mac),
+               ofmsg.set_field(**address), ofmsg.dec_ip_ttl(), ofmsg.output(hop.port)]
+    return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_PAIR, match,
                           [ofmsg.apply_actions(actions)], pair.cookie,
                           idle_timeout=idle_timeout, send_flow_removed=True)
+
+
+def outward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
+    """Inside host to outside host: the source becomes the public address."""
+    return _rewrite_flow(pair, _gre_match(pair.inside_ip, pair.outside_ip), pair.to_outside,
+                         gateway_mac, idle_timeout, ipv4_src=str(pair.public_ip))
 
 
 def inward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OFPFlowMod:
     """Outside host to the public address: the destination becomes the inside host."""
-    actions = [ofmsg.set_field(eth_src=gateway_mac), ofmsg.set_field(eth_dst=pair.to_inside.mac),
-               ofmsg.set_field(ipv4_dst=str(pair.inside_ip)), ofmsg.dec_ip_ttl(),
-               ofmsg.output(pair.to_inside.port)]
-    return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_PAIR,
-                          _gre_match(pair.outside_ip, pair.public_ip),
-                          [ofmsg.apply_actions(actions)], pair.cookie,
-                          idle_timeout=idle_timeout, send_flow_removed=True)
+    return _rewrite_flow(pair, _gre_match(pair.outside_ip, pair.public_ip), pair.to_inside,
+                         gateway_mac, idle_timeout, ipv4_dst=str(pair.inside_ip))
 
 
 @dataclass(eq=False, slots=True)
