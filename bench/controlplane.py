@@ -1,0 +1,730 @@
+"""Control-plane benchmark: PPTP call set-ups through ryu-pptp-alg, no real switch.
+
+A simulated OpenFlow 1.3 switch (``simswitch.py``) connects to a ``ryu-pptp-alg``
+process started here and replays whole outbound PPTP set-ups as packet-ins:
+client SYN, server SYN-ACK, Start-Control-Connection-Request/-Reply,
+Outgoing-Call-Request/-Reply, each step waiting for the packet-out the ALG sends
+for the one before. It reports call set-ups per second, the Outgoing-Call-Request
+to Outgoing-Call-Reply latency (GRE flows installed and the reply released), flow
+entries per call, and the controller's memory per established call.
+
+    .venv/bin/python bench/controlplane.py --quick
+    .venv/bin/python bench/controlplane.py --json out.json --markdown out.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from simswitch import FlowMod, PacketOut, SimSwitch, connect, parse_match_fields
+
+from ryu_pptp_alg import pipeline
+from ryu_pptp_alg.codec import frame as fr
+from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.testbed.controller import Controller
+
+DPID = 1
+INSIDE_PORT = 1
+OUTSIDE_PORT = 3
+PORTS = (1, 2, 3)
+GATEWAY_MAC = "0e:00:00:00:00:01"
+INSIDE_ADDRESS = "10.0.0.1/16"  # clients 10.0.0.2 ... 10.0.255.254
+ROUTER = IPv4Address("192.0.2.1")  # outside next hop: servers are on the Internet
+ROUTER_MAC = "02:00:c0:00:02:01"
+PUBLIC_BASE = IPv4Address("203.0.113.1")  # pool: 203.0.113.1 ... (TEST-NET-3)
+SERVER_BASE = IPv4Address("198.51.100.1")  # PPTP servers: 198.51.100.1 ... (TEST-NET-2)
+FIRST_CLIENT_PORT = 1024  # every call has its own client port: at most 64,511 calls
+TIMEOUTS = {"gre_idle": 3600, "control_idle": 3600, "closing_linger": 10,
+            "stats_interval": 3600, "arp_retry": 1.0, "arp_give_up": 5.0}
+COOKIE_TO_SERVER = pipeline.cookie(pipeline.CookieKind.PIPELINE,
+                                   pipeline.PipelineFlow.PPTP_TO_SERVER)
+COOKIE_FROM_SERVER = pipeline.cookie(pipeline.CookieKind.PIPELINE,
+                                     pipeline.PipelineFlow.PPTP_FROM_SERVER)
+COOKIE_ARP_PUBLIC = pipeline.cookie(pipeline.CookieKind.PIPELINE,
+                                    pipeline.PipelineFlow.ARP_PUBLIC)
+GRE_PAIR_KIND = pipeline.CookieKind.GRE_PAIR << pipeline.COOKIE_KIND_SHIFT
+CLIENT_ISN = 1000
+SERVER_ISN = 5000
+OCRQ_CALL_ID = 12  # offset of Outgoing-Call-Request's call ID in the message
+PPTP_TYPE = 8  # offset of the control message type
+SYN = fr.TCP_SYN
+PSH_ACK = fr.TCP_ACK | fr.TCP_PSH
+
+
+def gateway_config(pool: int, timeouts: dict[str, float] | None = None) -> dict[str, Any]:
+    return {
+        "gateways": [{
+            "dpid": DPID, "name": "bench", "inside_ports": [1, 2],
+            "outside_ports": [OUTSIDE_PORT], "inside_address": INSIDE_ADDRESS,
+            "public_addresses": [str(PUBLIC_BASE + i) for i in range(pool)],
+            "outside_next_hop": str(ROUTER), "gateway_mac": GATEWAY_MAC,
+        }],
+        "timeouts": timeouts or TIMEOUTS,
+    }
+
+
+def mac_of(address: IPv4Address) -> str:
+    return "02:00:" + address.packed.hex(":")
+
+
+def ethernet(dst_mac: str, src_mac: str, src: IPv4Address, dst: IPv4Address,
+             segment: fr.Tcp) -> bytes:
+    packet = fr.build_ipv4(fr.Ipv4(src, dst, fr.IP_PROTO_TCP, fr.build_tcp(segment, src, dst)))
+    return fr.build_ethernet(fr.Ethernet(dst_mac, src_mac, fr.ETH_TYPE_IPV4, packet))
+
+
+def router_arp_request(public: IPv4Address) -> bytes:
+    """The upstream router asks for a public address: the gateway learns its MAC."""
+    arp = fr.Arp(fr.ARP_REQUEST, ROUTER_MAC, ROUTER, fr.ZERO_MAC, public)
+    return fr.build_ethernet(fr.Ethernet(fr.BROADCAST_MAC, ROUTER_MAC, fr.ETH_TYPE_ARP,
+                                         fr.build_arp(arp)))
+
+
+# Steps of one set-up: what the call waits for next.
+WAIT_SYN, WAIT_SYNACK, WAIT_SCCRQ, WAIT_SCCRP, WAIT_OCRQ, WAIT_OCRP, DONE = range(7)
+
+
+class Call:
+    """One outbound PPTP control connection carrying one call, as a state machine
+    driven by the packet-outs that come back."""
+
+    __slots__ = (
+        "bench",
+        "client",
+        "client_ack",
+        "client_mac",
+        "client_seq",
+        "done_at",
+        "index",
+        "ocrq_at",
+        "pair_flows",
+        "port",
+        "public",
+        "server",
+        "server_ack",
+        "server_seq",
+        "started_at",
+        "step",
+    )
+
+    def __init__(self, bench: Bench, index: int) -> None:
+        self.bench = bench
+        self.index = index
+        self.client = IPv4Address("10.0.0.2") + index
+        self.client_mac = mac_of(self.client)
+        self.port = FIRST_CLIENT_PORT + index
+        self.server = SERVER_BASE + index % bench.servers
+        self.public = PUBLIC_BASE
+        self.client_seq = CLIENT_ISN
+        self.client_ack = 0
+        self.server_seq = SERVER_ISN
+        self.server_ack = 0
+        self.step = WAIT_SYN
+        self.pair_flows = 0
+        self.started_at = self.ocrq_at = self.done_at = 0.0
+
+    def _from_client(self, flags: int, payload: bytes = b"") -> None:
+        segment = fr.Tcp(self.port, pptp.PPTP_PORT, self.client_seq, self.client_ack, flags,
+                         payload)
+        self.client_seq += len(payload) + (1 if flags & SYN else 0)
+        self.bench.packet_in(INSIDE_PORT, COOKIE_TO_SERVER, ethernet(
+            GATEWAY_MAC, self.client_mac, self.client, self.server, segment))
+
+    def _from_server(self, flags: int, payload: bytes = b"") -> None:
+        segment = fr.Tcp(pptp.PPTP_PORT, self.port, self.server_seq, self.server_ack, flags,
+                         payload)
+        self.server_seq += len(payload) + (1 if flags & SYN else 0)
+        self.bench.packet_in(OUTSIDE_PORT, COOKIE_FROM_SERVER, ethernet(
+            GATEWAY_MAC, ROUTER_MAC, self.server, self.public, segment))
+
+    def start(self) -> None:
+        self.started_at = time.perf_counter()
+        self._from_client(SYN)
+
+    def packet_out(self, outward: bool, src: bytes, payload: bytes) -> None:
+        """A packet-out of this connection: advance if it is the one we wait for."""
+        step = self.step
+        if (step in (WAIT_SYN, WAIT_SCCRQ, WAIT_OCRQ) and not outward) \
+                or (step in (WAIT_SYNACK, WAIT_SCCRP, WAIT_OCRP) and outward):
+            self.bench.unexpected += 1
+            return
+        if step == WAIT_SYN:
+            self.public = IPv4Address(src)
+            self.server_ack = self.client_seq
+            self._from_server(SYN | fr.TCP_ACK)
+        elif step == WAIT_SYNACK:
+            self.client_ack = self.server_seq
+            self._from_client(PSH_ACK, pptp.build(pptp.StartControlConnectionRequest()))
+        elif step == WAIT_SCCRQ:
+            self.server_ack = self.client_seq
+            self._from_server(PSH_ACK, pptp.build(pptp.StartControlConnectionReply()))
+        elif step == WAIT_SCCRP:
+            self.client_ack = self.server_seq
+            self.ocrq_at = time.perf_counter()
+            self._from_client(PSH_ACK, pptp.build(pptp.OutgoingCallRequest(
+                call_id=self.index % 0xFFFF + 1, call_serial_number=self.index & 0xFFFF)))
+        elif step == WAIT_OCRQ:
+            seen_id = int.from_bytes(payload[OCRQ_CALL_ID:OCRQ_CALL_ID + 2], "big")
+            self.server_ack = self.client_seq
+            self._from_server(PSH_ACK, pptp.build(pptp.OutgoingCallReply(
+                call_id=(self.index * 7) % 0xFFFF + 1, peer_call_id=seen_id)))
+        elif step == WAIT_OCRP:
+            message_type = int.from_bytes(payload[PPTP_TYPE:PPTP_TYPE + 2], "big")
+            if message_type != pptp.ControlMessageType.OUTGOING_CALL_REPLY:
+                self.bench.unexpected += 1
+                return
+            self.done_at = time.perf_counter()
+            self.step = DONE
+            self.bench.call_done(self)
+            return
+        self.step += 1
+
+
+class Bench:
+    """The simulated switch's side of one measurement: calls in flight and counters."""
+
+    def __init__(self, servers: int, verify: bool = False) -> None:
+        self.servers = servers
+        self.verify = verify  # parse every packet-out: checksums and NAT addresses
+        self.bad_packet_outs = 0
+        self.switch: SimSwitch | None = None
+        self.calls: dict[int, Call] = {}  # by client port (== public port)
+        self.by_pair_cookie: dict[int, Call] = {}
+        self.next_index = 0
+        self.unexpected = 0
+        self.arp_replies = 0
+        self.on_done: Callable[[Call], None] | None = None
+
+    def packet_in(self, in_port: int, cookie: int, frame: bytes) -> None:
+        assert self.switch is not None
+        self.switch.send_packet_in(in_port, cookie, frame)
+
+    def new_call(self) -> Call:
+        call = Call(self, self.next_index)
+        self.next_index += 1
+        self.calls[call.port] = call
+        return call
+
+    def call_done(self, call: Call) -> None:
+        if self.on_done is not None:
+            self.on_done(call)
+
+    def on_packet_out(self, po: PacketOut) -> None:
+        data = po.data
+        if data[12:14] == b"\x08\x06":
+            self.arp_replies += 1
+            return
+        ihl = (data[14] & 0x0F) * 4
+        tcp = 14 + ihl
+        total = (data[16] << 8) | data[17]
+        outward = po.out_ports[:1] == [OUTSIDE_PORT]
+        sport, dport = struct.unpack_from("!HH", data, tcp)
+        call = self.calls.get(sport if outward else dport)
+        if call is None:
+            self.unexpected += 1
+            return
+        if self.verify and not self._valid(call, outward, data):
+            self.bad_packet_outs += 1
+        header_len = (data[tcp + 12] >> 4) * 4
+        call.packet_out(outward, data[26:30], data[tcp + header_len:14 + total])
+
+    @staticmethod
+    def _valid(call: Call, outward: bool, data: bytes) -> bool:
+        """Checksums right, and the NAT did what it should: the client behind the public
+        address on the way out, the client itself on the way in."""
+        try:
+            eth = fr.parse_ethernet(data)
+            ip = fr.parse_ipv4(eth.payload)
+            fr.parse_tcp(ip.payload, ip.src, ip.dst)
+        except fr.FrameError:
+            return False
+        if outward:
+            return eth.dst == ROUTER_MAC and ip.dst == call.server and ip.src != call.client
+        return eth.dst == call.client_mac and ip.dst == call.client and ip.src == call.server
+
+    def on_flow_mod(self, fm: FlowMod) -> None:
+        if fm.table != pipeline.TABLE_GRE or fm.command != 0 \
+                or fm.cookie & pipeline.COOKIE_KIND_MASK != pipeline.COOKIE_TAG | GRE_PAIR_KIND:
+            return
+        call = self.by_pair_cookie.get(fm.cookie)
+        if call is None:  # the pair's first flow: outward, matching the client's address
+            src = parse_match_fields(fm.match).get(11)  # OXM ipv4_src
+            if src is None:
+                return
+            index = int.from_bytes(src, "big") - int(IPv4Address("10.0.0.2"))
+            call = self.calls.get(FIRST_CLIENT_PORT + index)
+            if call is None:
+                return
+            self.by_pair_cookie[fm.cookie] = call
+        call.pair_flows += 1
+
+
+# --- controller process ------------------------------------------------------------------
+
+def proc_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Session:
+    """A controller process and the simulated switch connected to it."""
+
+    controller: Controller
+    bench: Bench
+    switch: SimSwitch
+    pid: int
+
+
+async def open_session(controller: Controller, servers: int, verify: bool,
+                       timeout: float = 30) -> Session:
+    bench = Bench(servers, verify)
+    switch = await connect("127.0.0.1", controller.of_port, DPID, PORTS, bench.on_packet_out,
+                           bench.on_flow_mod, timeout)
+    bench.switch = switch
+    # The pipeline ends with a barrier; packet-ins before MAIN_DISPATCHER would be lost,
+    # so ask for the router's ARP answer until it comes.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while bench.arp_replies == 0:
+        if loop.time() > deadline:
+            raise RuntimeError("the gateway never answered ARP")
+        bench.packet_in(OUTSIDE_PORT, COOKIE_ARP_PUBLIC, router_arp_request(PUBLIC_BASE))
+        await asyncio.sleep(0.2)
+    assert controller.process is not None
+    return Session(controller, bench, switch, controller.process.pid)
+
+
+@dataclass
+class RunResult:
+    calls: int
+    concurrency: int
+    completed: int
+    wall_s: float
+    latencies_ms: list[float] = field(repr=False)  # OCRQ sent -> OCRP back
+    full_ms: list[float] = field(repr=False)  # SYN sent -> OCRP back
+    fast: int  # calls whose pair got two GRE flows (both directions in the switch)
+    slow: int  # one flow: server-to-client GRE through the controller
+    unexpected: int
+    bad: int  # packet-outs that failed --verify
+    sim_cpu_s: float
+    controller_cpu_s: float
+    messages: dict[str, int]
+    flow_entries: int  # table 1 (GRE) entries above the drop flow, after the run
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        return {
+            "calls": self.calls, "concurrency": self.concurrency,
+            "completed": self.completed, "wall_s": round(self.wall_s, 3),
+            "setups_per_s": round(self.completed / self.wall_s, 1) if self.wall_s else 0.0,
+            "latency_p50_ms": round(percentile(lat, 50), 2),
+            "latency_p99_ms": round(percentile(lat, 99), 2),
+            "latency_max_ms": round(lat[-1], 2) if lat else 0.0,
+            "full_setup_p50_ms": round(percentile(sorted(self.full_ms), 50), 2),
+            "full_setup_p99_ms": round(percentile(sorted(self.full_ms), 99), 2),
+            "flow_entries_per_call": round(self.flow_entries / self.completed, 3)
+            if self.completed else 0.0,
+            "fast_path_calls": self.fast, "slow_path_calls": self.slow,
+            "unexpected_packet_outs": self.unexpected, "bad_packet_outs": self.bad,
+            "sim_cpu_s": round(self.sim_cpu_s, 3),
+            "controller_cpu_s": round(self.controller_cpu_s, 3),
+            "controller_cpu_ms_per_setup": round(1000 * self.controller_cpu_s / self.completed,
+                                                 3) if self.completed else 0.0,
+            "sim_cpu_ms_per_setup": round(1000 * self.sim_cpu_s / self.completed, 3)
+            if self.completed else 0.0,
+            # Busy fraction of one core: the controller should be near 1, the simulator not.
+            "controller_cpu_share": round(self.controller_cpu_s / self.wall_s, 3)
+            if self.wall_s else 0.0,
+            "sim_cpu_share": round(self.sim_cpu_s / self.wall_s, 3) if self.wall_s else 0.0,
+            "messages": self.messages,
+        }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    rank = q / 100 * (len(sorted_values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+async def run_calls(session: Session, calls: int, concurrency: int,
+                    timeout: float) -> RunResult:
+    """``calls`` set-ups with at most ``concurrency`` in flight (a sliding window)."""
+    bench, switch = session.bench, session.switch
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    done: list[Call] = []
+    started = 0
+
+    def on_done(call: Call) -> None:
+        nonlocal started
+        done.append(call)
+        if started < calls:
+            started += 1
+            bench.new_call().start()
+        elif len(done) == calls and not finished.done():
+            finished.set_result(None)
+
+    sent_before = dict(switch.sent)
+    received_before = dict(switch.received)
+    unexpected_before, bad_before = bench.unexpected, bench.bad_packet_outs
+    bench.on_done = on_done
+    cpu0, ctl0 = time.process_time(), proc_cpu_s(session.pid)
+    t0 = time.perf_counter()
+    first = min(concurrency, calls)
+    started = first
+    for _ in range(first):
+        bench.new_call().start()
+    try:
+        await asyncio.wait_for(finished, timeout)
+    except TimeoutError:
+        print(f"  timeout: {len(done)}/{calls} set-ups completed", file=sys.stderr)
+    wall = (max(c.done_at for c in done) if done else time.perf_counter()) - t0
+    cpu, ctl = time.process_time() - cpu0, proc_cpu_s(session.pid) - ctl0
+    bench.on_done = None
+    names = {10: "packet_in", 13: "packet_out", 14: "flow_mod", 20: "barrier_request",
+             21: "barrier_reply"}
+    messages = {name: switch.sent[t] - sent_before.get(t, 0) if t in (10, 21)
+                else switch.received[t] - received_before.get(t, 0)
+                for t, name in names.items()}
+    return RunResult(
+        calls=calls, concurrency=concurrency, completed=len(done), wall_s=wall,
+        latencies_ms=[(c.done_at - c.ocrq_at) * 1000 for c in done],
+        full_ms=[(c.done_at - c.started_at) * 1000 for c in done],
+        fast=sum(c.pair_flows >= 2 for c in done), slow=sum(c.pair_flows == 1 for c in done),
+        unexpected=bench.unexpected - unexpected_before,
+        bad=bench.bad_packet_outs - bad_before, sim_cpu_s=cpu,
+        controller_cpu_s=ctl, messages=messages,
+        flow_entries=switch.table.count(pipeline.TABLE_GRE))
+
+
+# --- measurements ------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    pool: int
+    servers: int
+    workdir: Path
+    timeout: float
+    profile: Path | None = None  # py-spy collapsed stacks of the controller go here
+    verify: bool = False
+
+
+def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the controller (``--profile``): collapsed stacks, one file per run."""
+    if settings.profile is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    settings.profile.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200",
+                             "--format", "raw", "--output",
+                             str(settings.profile / f"{name}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
+
+
+def with_controller(settings: Settings, name: str,
+                    body: Callable[[Session], Any]) -> Any:
+    """Start a fresh controller, connect the simulated switch, run ``body``, stop."""
+    controller = Controller(gateway_config(settings.pool), settings.workdir / name)
+    controller.start()
+    assert controller.process is not None
+    profiler = start_profiler(settings, name, controller.process.pid)
+    try:
+        async def main() -> Any:
+            session = await open_session(controller, settings.servers, settings.verify)
+            try:
+                return await body(session)
+            finally:
+                session.switch.close()
+        return asyncio.run(main())
+    finally:
+        stop_profiler(profiler)
+        controller.stop()
+
+
+def measure_concurrency(settings: Settings, concurrency: int, calls: int,
+                        name: str) -> dict[str, Any]:
+    async def body(session: Session) -> dict[str, Any]:
+        result = await run_calls(session, calls, concurrency, settings.timeout)
+        return result.summary()
+    return with_controller(settings, name, body)
+
+
+def measure_memory(settings: Settings, checkpoints: list[int], window: int,
+                   index: int) -> dict[str, Any]:
+    async def body(session: Session) -> dict[str, Any]:
+        await asyncio.sleep(0.5)
+        before = proc_rss_kib(session.pid)
+        points = []
+        established = 0
+        for target in checkpoints:
+            result = await run_calls(session, target - established, window, settings.timeout)
+            established += result.completed
+            await asyncio.sleep(0.5)
+            rss = proc_rss_kib(session.pid)
+            points.append({
+                "calls": established, "rss_kib": rss, "delta_kib": rss - before,
+                "kib_per_call": round((rss - before) / established, 3) if established else 0,
+                "setups_per_s_in_batch": result.summary()["setups_per_s"],
+                "flow_entries": session.switch.table.count(pipeline.TABLE_GRE),
+            })
+        return {"rss_before_kib": before, "checkpoints": points}
+    return with_controller(settings, f"memory-{index}", body)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "n": len(values)}
+
+
+SUMMARY_KEYS = ("setups_per_s", "latency_p50_ms", "latency_p99_ms", "full_setup_p50_ms",
+                "full_setup_p99_ms", "flow_entries_per_call",
+                "controller_cpu_ms_per_setup", "sim_cpu_ms_per_setup", "controller_cpu_share",
+                "sim_cpu_share")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "loadavg_at_start": loadavg()}
+
+
+def loadavg() -> str:
+    """1/5/15-minute load: anything else busy on the machine skews the figures."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def calls_for(concurrency: int, quick: bool) -> int:
+    """Set-ups per run: enough to reach a steady state, and at least one full window."""
+    base = (30 if concurrency == 1 else 300) if quick else (200 if concurrency == 1 else 2000)
+    return max(concurrency, base)
+
+
+def parse_ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured and the files that differ from it (the ALG is the working tree)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except OSError:
+            return ""
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "ryu_pptp_alg").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "alg_files_modified": dirty}
+
+
+@dataclass
+class Scenario:
+    """An address plan: how many public addresses and servers the calls spread over."""
+
+    name: str
+    pool: int
+    servers: int
+    levels: list[int]
+
+    def describe(self) -> str:
+        return f"{self.pool} public address(es), {self.servers} server(s)"
+
+
+def run_scenario(settings: Settings, scenario: Scenario, repeat: int,
+                 quick: bool) -> list[dict[str, Any]]:
+    entries = []
+    for level in scenario.levels:
+        calls = calls_for(level, quick)
+        runs = []
+        for i in range(repeat):
+            name = f"{scenario.name}-c{level}-{i}"
+            run = measure_concurrency(settings, level, calls, name)
+            runs.append(run)
+            print(f"{scenario.name:>6} concurrency {level:>6}: run {i + 1}/{repeat}: "
+                  f"{run['completed']}/{calls} set-ups, {run['setups_per_s']:.0f}/s, "
+                  f"p50 {run['latency_p50_ms']:.1f} ms, p99 {run['latency_p99_ms']:.1f} ms, "
+                  f"fast/slow {run['fast_path_calls']}/{run['slow_path_calls']}", flush=True)
+        entries.append({
+            "scenario": scenario.name, "address_plan": scenario.describe(),
+            "concurrency": level, "calls": calls, "runs": runs,
+            "summary": {key: spread([r[key] for r in runs]) for key in SUMMARY_KEYS}})
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small numbers for a smoke run (< 1 minute)")
+    parser.add_argument("--concurrency", type=parse_ints, default=None,
+                        help="calls in flight, comma-separated (default 1,100,10000)")
+    parser.add_argument("--calls-memory", type=parse_ints, default=None,
+                        help="established-call checkpoints for RSS (default 10000,50000)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs per concurrency level (default 3; --quick 1)")
+    parser.add_argument("--pool", type=int, default=254,
+                        help="public addresses in the pool (default 254, a /24)")
+    parser.add_argument("--servers", type=int, default=254,
+                        help="distinct PPTP servers, calls spread round-robin (default 254)")
+    parser.add_argument("--shared-concurrency", type=parse_ints, default=None,
+                        help="levels for the shared scenario (1 public address, 1 server: "
+                             "the slow path); default 100; 0 skips it")
+    parser.add_argument("--memory-window", type=int, default=5000,
+                        help="calls in flight while establishing the memory checkpoints")
+    parser.add_argument("--timeout", type=float, default=240.0,
+                        help="seconds one run may take before it is cut short")
+    parser.add_argument("--verify", action="store_true",
+                        help="check every packet-out (checksums, NAT); on with --quick")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--markdown", type=Path, help="write a Markdown section here")
+    parser.add_argument("--workdir", type=Path, help="controller logs (default: a temp dir)")
+    parser.add_argument("--profile", type=Path,
+                        help="sample the controller with py-spy; collapsed stacks go here")
+    args = parser.parse_args(argv)
+    concurrency = args.concurrency or ([1, 100, 1000] if args.quick else [1, 100, 10000])
+    shared = [c for c in (args.shared_concurrency or [100]) if c > 0]
+    checkpoints = sorted(args.calls_memory or ([1000, 3000] if args.quick else [10000, 50000]))
+    repeat = args.repeat or (1 if args.quick else 3)
+    if max(checkpoints + [calls_for(c, args.quick) for c in concurrency + shared]) \
+            > 65535 - FIRST_CLIENT_PORT:
+        parser.error("at most 64,511 calls per controller (one client port each)")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-controlplane-"))
+    verify = args.verify or args.quick
+    scenarios = [Scenario("pool", args.pool, args.servers, concurrency)]
+    if shared:
+        scenarios.append(Scenario("shared", 1, 1, shared))
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "controlplane", "command": command, "machine": machine(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "setup": {"pool": args.pool, "servers": args.servers, "timeouts": TIMEOUTS,
+                  "repeat": repeat, "memory_window": args.memory_window, "verify": verify,
+                  "workdir": str(workdir)},
+        "concurrency": [], "memory": None,
+    }
+    for scenario in scenarios:
+        settings = Settings(scenario.pool, scenario.servers, workdir, args.timeout,
+                            args.profile, verify)
+        results["concurrency"].extend(run_scenario(settings, scenario, repeat, args.quick))
+    settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify)
+    memory = measure_memory(settings, checkpoints, args.memory_window, 0)
+    memory["address_plan"] = scenarios[0].describe()
+    results["memory"] = memory
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    results["machine"]["loadavg_at_end"] = loadavg()
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(results))
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [f"{'scenario':>8} {'in flight':>9} {'calls':>6} {'setups/s':>18} {'p50 ms':>22} "
+            f"{'p99 ms':>22} {'flows/call':>10} {'ctl ms/setup':>12} {'sim ms/setup':>12}"]
+    for level in results["concurrency"]:
+        s = level["summary"]
+        rows.append(f"{level['scenario']:>8} {level['concurrency']:>9} {level['calls']:>6} "
+                    f"{fmt(s['setups_per_s'], 0):>18} {fmt(s['latency_p50_ms'], 1):>22} "
+                    f"{fmt(s['latency_p99_ms'], 1):>22} "
+                    f"{s['flow_entries_per_call']['median']:>10.2f} "
+                    f"{s['controller_cpu_ms_per_setup']['median']:>12.2f} "
+                    f"{s['sim_cpu_ms_per_setup']['median']:>12.2f}")
+    memory = results["memory"]
+    rows.append(f"controller RSS with no calls: {memory['rss_before_kib']} KiB")
+    for point in memory["checkpoints"]:
+        rows.append(f"  {point['calls']:>6} calls up: {point['rss_kib']} KiB, "
+                    f"{point['kib_per_call']:.2f} KiB/call")
+    rows.append(f"took {results['elapsed_s']} s")
+    return "\n".join(rows)
+
+
+def fmt(s: dict[str, float], digits: int) -> str:
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    setup = results["setup"]
+    git = results["git"]
+    modified = ", ".join(git["alg_files_modified"]) or "none"
+    lines = [
+        "## Control plane: PPTP call set-ups (simulated switch)", "",
+        f"Command: `{results['command']}`  ",
+        f"Date: {results['date']}; took {results['elapsed_s']} s  ",
+        f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}, "
+        f"Python {m['python']}; load average {m['loadavg_at_start']} at start, "
+        f"{m['loadavg_at_end']} at end  ",
+        f"Code: {git['commit'][:12]}, ALG files modified in the working tree: {modified}  ",
+        f"Runs: median [min-max] of {setup['repeat']}, a fresh controller per run", "",
+        "| address plan | calls in flight | set-ups per run | set-ups/s | OCRQ→OCRP p50 ms "
+        "| p99 ms | GRE flow entries per call | fast/slow path calls "
+        "| controller CPU ms per set-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level in results["concurrency"]:
+        s = level["summary"]
+        last = level["runs"][-1]
+        lines.append(f"| {level['address_plan']} | {level['concurrency']} | {level['calls']} | "
+                     f"{fmt(s['setups_per_s'], 0)} | {fmt(s['latency_p50_ms'], 1)} | "
+                     f"{fmt(s['latency_p99_ms'], 1)} | "
+                     f"{s['flow_entries_per_call']['median']:.2f} | "
+                     f"{last['fast_path_calls']}/{last['slow_path_calls']} | "
+                     f"{s['controller_cpu_ms_per_setup']['median']:.2f} |")
+    memory = results["memory"]
+    lines += ["", f"Memory ({memory['address_plan']}, one controller, calls kept up, "
+              f"{setup['memory_window']} in flight while establishing): controller RSS "
+              f"with no calls {memory['rss_before_kib']} KiB", "",
+              "| calls established | RSS KiB | KiB per call |", "|---:|---:|---:|"]
+    for point in memory["checkpoints"]:
+        lines.append(f"| {point['calls']} | {point['rss_kib']} | {point['kib_per_call']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
