@@ -87,9 +87,17 @@ class PptpAlgApp(app_manager.RyuApp):
             self.send(datapath, msgs)
 
     def send(self, datapath: Any, msgs: list[Any]) -> None:
+        """Serialise the batch in order and hand it to the socket in one write."""
+        if not msgs:
+            return
+        buffers = []
         for msg in msgs:
             msg.datapath = datapath
-            datapath.send_msg(msg)
+            if msg.xid is None:
+                datapath.set_xid(msg)
+            msg.serialize()
+            buffers.append(msg.buf)
+        datapath.send(b"".join(buffers))
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev: Any) -> None:

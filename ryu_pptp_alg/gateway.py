@@ -70,6 +70,7 @@ from ryu_pptp_alg.session import (
     CallState,
     ConnState,
     ControlConnection,
+    Described,
     Direction,
     Event,
     EventKind,
@@ -118,14 +119,17 @@ class Gateway:
         self.conns_outside: dict[tuple[IPv4Address, int, IPv4Address, int],
                                  ControlConnection] = {}
         self.pairs = PairTable()
-        self.public_ids: dict[Key, set[int]] = {}  # call IDs the server sees, per key
+        # Call IDs decided in the stream whose call does not exist yet: (key..., ID) -> conn.
+        self._pending_ids: dict[tuple[IPv4Address, IPv4Address, int], ControlConnection] = {}
         self.calls_by_inward_id: dict[tuple[IPv4Address, IPv4Address, int], Call] = {}
         self.forwards: dict[IPv4Address, IPv4Address] = {
             f.public: f.inside for f in config.port_forwards}
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
         # Indexes for choosing public addresses and ports (outbound connections).
         self._client_public: dict[tuple[IPv4Address, IPv4Address], tuple[IPv4Address, int]] = {}
-        self._key_clients: dict[tuple[IPv4Address, IPv4Address], Counter[IPv4Address]] = {}
+        # (server, public) -> (client, connections), or a Counter once several clients share it.
+        self._key_clients: dict[tuple[IPv4Address, IPv4Address],
+                                tuple[IPv4Address, int] | Counter[IPv4Address]] = {}
         self._port_cursor: dict[tuple[IPv4Address, int, IPv4Address], int] = {}
         self._pool: list[IPv4Address] = []
         self._refresh_pool()
@@ -302,7 +306,7 @@ class Gateway:
         if not conn.inbound:
             self._track_outbound(conn, +1)
         self.counters[f"control_connections_{conn.direction}"] += 1
-        self.log.info("control connection %s", describe(conn))
+        self.log.debug("control connection %s", Described(conn))
         return conn
 
     def _choose_public(self, client: IPv4Address, server: IPv4Address) -> IPv4Address:
@@ -350,16 +354,27 @@ class Gateway:
             self._client_public[pair_key] = (public, count + delta)
         else:
             self._client_public.pop(pair_key, None)
-        users = self._key_clients.setdefault((conn.server_ip, conn.public_ip), Counter())
-        users[conn.client_ip] += delta
-        if users[conn.client_ip] <= 0:
-            del users[conn.client_ip]
-        if not users:
-            del self._key_clients[(conn.server_ip, conn.public_ip)]
-            free = self._free_pool.get(conn.server_ip)
-            position = self._pool_position.get(conn.public_ip)
-            if free is not None and position is not None:
-                heapq.heappush(free, position)  # free again towards that server
+        key = (conn.server_ip, conn.public_ip)
+        users = self._key_clients.get(key)
+        if isinstance(users, tuple) and users[0] != conn.client_ip:
+            users = self._key_clients[key] = Counter({users[0]: users[1]})
+        if users is None or isinstance(users, tuple):  # one client: a tuple is enough
+            count = (users[1] if users else 0) + delta
+            if count > 0:
+                self._key_clients[key] = (conn.client_ip, count)
+                return
+            self._key_clients.pop(key, None)
+        else:
+            users[conn.client_ip] += delta
+            if users[conn.client_ip] <= 0:
+                del users[conn.client_ip]
+            if users:
+                return
+            del self._key_clients[key]
+        free = self._free_pool.get(conn.server_ip)
+        position = self._pool_position.get(conn.public_ip)
+        if free is not None and position is not None:
+            heapq.heappush(free, position)  # free again towards that server
 
     def _refresh_pool(self) -> None:
         self._pool = sorted(self.config.public_addresses, key=lambda a: a in self.forwards)
@@ -429,40 +444,32 @@ class Gateway:
         the same public address to the same server already uses it."""
         if conn.id_map is not None and client_id in conn.id_map:
             return conn.id_map[client_id]  # a duplicate request: keep its mapping
-        used = self.public_ids.setdefault((conn.server_ip, conn.public_ip), set())
+        server, public = conn.server_ip, conn.public_ip
         public_id = client_id
         for _ in range(0x10000):
-            if public_id not in used:
+            slot = (server, public, public_id)
+            if slot not in self.calls_by_inward_id and slot not in self._pending_ids:
                 break
             public_id = (public_id + 1) & 0xFFFF
         else:
             self.counters["call_ids_exhausted"] += 1
             return client_id
-        used.add(public_id)
+        self._pending_ids[(server, public, public_id)] = conn
         if conn.id_map is None:
             conn.id_map = {}
         conn.id_map[client_id] = public_id
         if public_id != client_id:
             self.counters["call_ids_translated"] += 1
-            self.log.info("%s: call ID %d translated to %d", describe(conn), client_id,
+            self.log.info("%s: call ID %d translated to %d", Described(conn), client_id,
                           public_id)
         return public_id
 
     def _release_public_id(self, conn: ControlConnection, call: Call) -> None:
-        """The call is over: its public call ID is free again on its key."""
+        """The call is over: its translation goes (its index entry went with the call)."""
         if conn.id_map is not None:
             conn.id_map.pop(call.client_call_id, None)
             if not conn.id_map:
                 conn.id_map = None
-        self._discard_public_id(conn, call.public_call_id)
-
-    def _discard_public_id(self, conn: ControlConnection, public_id: int) -> None:
-        key = (conn.server_ip, conn.public_ip)
-        used = self.public_ids.get(key)
-        if used is not None:
-            used.discard(public_id)
-            if not used:
-                del self.public_ids[key]
 
     def _tcp_close(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Any]:
         if not tcp.flags & (TCP_FIN | TCP_RST):
@@ -476,8 +483,8 @@ class Gateway:
             return []
         conn.state = ConnState.CLOSING
         conn.closed_at = self.clock()
-        self.log.info("control connection %s closing (%s)", describe(conn),
-                      "RST" if tcp.has(TCP_RST) else "FIN")
+        self.log.debug("control connection %s closing (%s)", Described(conn),
+                       "RST" if tcp.has(TCP_RST) else "FIN")
         msgs, _ = self._apply(conn, Tracker(self.clock()).connection_closed(conn))
         return msgs
 
@@ -501,6 +508,7 @@ class Gateway:
 
     def _call_requested(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_requested"] += 1
+        self._pending_ids.pop((conn.server_ip, conn.public_ip, call.public_call_id), None)
         self._index_call(conn, call)
         inside_ip, _ = conn.inside
         outside_ip, _ = conn.outside
@@ -516,8 +524,8 @@ class Gateway:
             pair = self.pairs.add(inside_ip, outside_ip, conn.public_ip, to_inside, to_outside)
         pair.calls.add(call)
         call.pair = pair
-        self.log.info("%s: call %d requested as %d (pair %d)", describe(conn),
-                      call.client_call_id, call.public_call_id, pair.ident)
+        self.log.debug("%s: call %d requested as %d (pair %d)", Described(conn),
+                       call.client_call_id, call.public_call_id, pair.ident)
         # Early inward GRE reaches the controller, never the drop flow; the barrier keeps
         # the request behind the flow changes on any switch.
         msgs = self._reconcile(pair.key)
@@ -532,8 +540,8 @@ class Gateway:
         self.counters["calls_established"] += 1
         self._index_call(conn, call)
         pair = call.pair
-        self.log.info("%s: call %d established, server call ID %s", describe(conn),
-                      call.client_call_id, call.server_call_id)
+        self.log.debug("%s: call %d established, server call ID %s", Described(conn),
+                       call.client_call_id, call.server_call_id)
         if pair is None:
             return []
         msgs = []
@@ -575,7 +583,7 @@ class Gateway:
 
     def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_closed"] += 1
-        self.log.info("%s: call %d closed", describe(conn), call.client_call_id)
+        self.log.debug("%s: call %d closed", Described(conn), call.client_call_id)
         if call.inward_id is not None:
             self.calls_by_inward_id.pop((conn.outside[0], conn.public_ip, call.inward_id), None)
         self._release_public_id(conn, call)
@@ -673,7 +681,9 @@ class Gateway:
 
     def _forget(self, conn: ControlConnection) -> None:
         for public_id in (conn.id_map or {}).values():  # decided, but no call came of it
-            self._discard_public_id(conn, public_id)
+            slot = (conn.server_ip, conn.public_ip, public_id)
+            if self._pending_ids.get(slot) is conn:
+                del self._pending_ids[slot]
         conn.id_map = None
         if self.conns_inside.pop(conn.inside_key, None) is not None and not conn.inbound:
             self._track_outbound(conn, -1)

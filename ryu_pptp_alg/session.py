@@ -322,3 +322,15 @@ def describe(conn: ControlConnection) -> str:
                 f"forwarded to {conn.server_ip}:{conn.server_port}")
     return (f"{conn.client_ip}:{conn.client_port} -> {conn.server_ip}:{conn.server_port} "
             f"as {conn.public_ip}:{conn.public_port}")
+
+
+class Described:
+    """``describe(conn)``, formatted only if a log line is actually emitted."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: ControlConnection) -> None:
+        self.conn = conn
+
+    def __str__(self) -> str:
+        return describe(self.conn)

@@ -210,7 +210,7 @@ def test_translated_ids_are_released_with_their_calls(switch):
     second.call(call_id=7, server_call_id=0x100)  # translated
     second.from_server(pptp.CallDisconnectNotify(call_id=0x100))
     first.from_server(pptp.CallDisconnectNotify(call_id=0x80))
-    assert switch.gateway.public_ids == {}
+    assert switch.gateway.calls_by_inward_id == {} and switch.gateway._pending_ids == {}
     second.call(call_id=7, server_call_id=0x101)
     assert call_rows(switch)["10.0.0.12"]["public_call_id"] == 7
 
@@ -226,3 +226,16 @@ def test_call_cleared_before_its_reply_ends_on_the_disconnect_notify(switch):
     (session,) = switch.gateway.sessions()
     assert session["calls"] == [] and session["errors"] == {}
     assert switch.gre_flows() == []
+
+
+def test_pool_address_is_reused_once_its_client_is_gone(clock):
+    switch = FakeSwitch.create(gateway_config((PUBLIC, PUBLIC2)), clock, TIMEOUTS)
+    switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))
+    first, second = Peers(switch, 1), Peers(switch, 2)
+    assert (first.public[0], second.public[0]) == (PUBLIC, PUBLIC2)
+    switch.send(1, first.client.segment(fr.TCP_RST))
+    switch.tick(clock, TIMEOUTS.closing_linger)  # the first client's mapping is forgotten
+    third = Peers(switch, 4)
+    assert third.public[0] == PUBLIC
+    again = Peers(switch, 2, sport=40001)  # the second client keeps its address
+    assert again.public[0] == PUBLIC2
