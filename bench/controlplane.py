@@ -19,7 +19,6 @@ import asyncio
 import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -37,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import report
 from simswitch import FlowMod, PacketOut, SimSwitch, connect, parse_match_fields
 
 from ryu_pptp_alg import pipeline
@@ -521,19 +521,9 @@ SUMMARY_KEYS = ("setups_per_s", "latency_p50_ms", "latency_p99_ms", "full_setup_
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "loadavg_at_start": loadavg()}
-
-
-def loadavg() -> str:
-    """1/5/15-minute load: anything else busy on the machine skews the figures."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    info = report.machine()
+    info["loadavg_at_start"] = info["loadavg"]
+    return info
 
 
 def calls_for(concurrency: int, quick: bool) -> int:
@@ -655,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     memory["address_plan"] = scenarios[0].describe()
     results["memory"] = memory
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    results["machine"]["loadavg_at_end"] = loadavg()
+    results["machine"]["loadavg_at_end"] = report.loadavg()
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -697,7 +687,7 @@ def markdown(results: dict[str, Any]) -> str:
         "## Control plane: PPTP call set-ups (simulated switch)", "",
         f"Command: `{results['command']}`  ",
         f"Date: {results['date']}; took {results['elapsed_s']} s  ",
-        f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}, "
+        f"Machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}, "
         f"Python {m['python']}; load average {m['loadavg_at_start']} at start, "
         f"{m['loadavg_at_end']} at end  ",
         f"Code: {git['commit'][:12]}, ALG files modified in the working tree: {modified}  ",

@@ -23,7 +23,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import secrets
 import shlex
 import signal
@@ -40,6 +39,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import report  # noqa: E402
 
 from ryu_pptp_alg.testbed import ovs  # noqa: E402
 from ryu_pptp_alg.testbed.controller import Controller  # noqa: E402
@@ -370,16 +371,6 @@ def analyse(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     return {"cases": cases, "ratios": ratios}
 
 
-def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    ovs_version = run(["ovs-vswitchd", "--version"], check=False).stdout.splitlines()
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "kernel": platform.release(),
-            "ovs": ovs_version[0] if ovs_version else "?",
-            "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
-
-
 def cpu_busy(seconds: float) -> float:
     """Fraction of all CPUs busy over ``seconds`` (everyone's work, from /proc/stat)."""
     def sample() -> tuple[int, int]:
@@ -481,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind the ExitStack
     tag = secrets.token_hex(2)
-    info = machine()
+    info = report.machine()
     started = time.monotonic()
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="dataplane-") as tmp:
         workdir = Path(tmp)

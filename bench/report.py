@@ -26,12 +26,23 @@ def machine() -> dict[str, Any]:
                              text=True).stdout.splitlines()[0]
     except (OSError, IndexError):
         ovs = "no Open vSwitch"
-    info = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-            "python": platform.python_version(), "ovs": ovs}
-    info["summary"] = (f"Measured {info['date']} on {info['cores']} cores ({cpu}), "
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+        "python": platform.python_version(), "platform": platform.platform(), "ovs": ovs,
+        "loadavg": loadavg()}
+    info["summary"] = (f"Measured {info['date']} on {info['nproc']} cores ({cpu}), "
                        f"Linux {info['kernel']}, Python {info['python']}, {ovs}.")
     return info
+
+
+def loadavg() -> str:
+    """1/5/15-minute load: anything else busy on the machine skews the figures."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
 
 
 def spread(values: list[float]) -> str:
