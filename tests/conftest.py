@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge results, not speed: a loaded CI machine must not fail them.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
