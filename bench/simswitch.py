@@ -67,12 +67,6 @@ _OXM_IN_PORT = 0x80000004
 
 
 @dataclass
-class FlowEntry:
-    cookie: int
-    match: bytes
-
-
-@dataclass
 class FlowTable:
     """Flow entries keyed by (table, priority, match bytes): ADD replaces, DELETE removes
     by cookie mask (non-strict deletes here only ever carry an empty match), DELETE_STRICT

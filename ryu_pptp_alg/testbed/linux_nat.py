@@ -14,7 +14,6 @@ the server's GRE then draws ICMP protocol-unreachable and PPP never comes up).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from ryu_pptp_alg.testbed.netns import Namespace
@@ -138,6 +137,3 @@ def parse_conntrack(line: str) -> dict[str, Any]:
             entry["flags"].append(token.strip("[]"))
     return entry
 
-
-def procfs_available() -> bool:
-    return Path("/proc/net/nf_conntrack").exists()

@@ -57,10 +57,6 @@ class Bridge:
               "set", "interface", ifname, f"ofport_request={ofport}")
         self.ports[ifname] = ofport
 
-    def is_connected(self) -> bool:
-        out = vsctl("--columns=is_connected", "list", "controller")
-        return "true" in out and self.name in vsctl("list-br")
-
     def dump_flows(self) -> str:
         return ofctl("dump-flows", self.name)
 
