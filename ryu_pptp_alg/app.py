@@ -28,7 +28,7 @@ from ryu.controller.handler import (  # noqa: E402
 from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
-from ryu_pptp_alg import flags  # noqa: E402
+from ryu_pptp_alg import flags, ofwire  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
 from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
@@ -87,16 +87,14 @@ class PptpAlgApp(app_manager.RyuApp):
             self.send(datapath, msgs)
 
     def send(self, datapath: Any, msgs: list[Any]) -> None:
-        """Serialise the batch in order and hand it to the socket in one write."""
+        """Encode the batch in order and hand it to the socket in one write."""
         if not msgs:
             return
         buffers = []
         for msg in msgs:
-            msg.datapath = datapath
             if msg.xid is None:
                 datapath.set_xid(msg)
-            msg.serialize()
-            buffers.append(msg.buf)
+            buffers.append(ofwire.encode(msg, datapath))
         datapath.send(b"".join(buffers))
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)

@@ -12,7 +12,6 @@ GRE gets address-rewrite flows in the switch (see ``pairs.py``).
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import logging
 import time
@@ -271,10 +270,11 @@ class Gateway:
         """``ip`` carrying ``tcp``, with one end translated and the TTL decremented."""
         src_ip, src_port = src or (ip.src, tcp.src_port)
         dst_ip, dst_port = dst or (ip.dst, tcp.dst_port)
-        segment = dataclasses.replace(tcp, src_port=src_port, dst_port=dst_port)
-        return build_ipv4(Ipv4(**{**ip.__dict__, "src": src_ip, "dst": dst_ip,
-                                  "ttl": ip.ttl - 1,
-                                  "payload": build_tcp(segment, src_ip, dst_ip)}))
+        segment = Tcp(src_port, dst_port, tcp.seq, tcp.ack, tcp.flags, tcp.payload, tcp.window,
+                      tcp.urgent, tcp.options)
+        return build_ipv4(Ipv4(src_ip, dst_ip, ip.protocol, build_tcp(segment, src_ip, dst_ip),
+                               ip.ttl - 1, ip.tos, ip.identification, ip.flags_fragment,
+                               ip.options))
 
     def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
@@ -406,10 +406,11 @@ class Gateway:
             conn.count_error("stream_desync")
             self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
                              "on it are no longer tracked", describe(conn), result.error)
-        segments = [dataclasses.replace(
-            tcp, seq=emit.seq, payload=emit.payload,
-            flags=tcp.flags if emit.complete else tcp.flags & ~(TCP_FIN | TCP_PSH))
-            for emit in result.emits]
+        segments = [tcp if emit.complete and emit.seq == tcp.seq and emit.payload == tcp.payload
+                    else Tcp(tcp.src_port, tcp.dst_port, emit.seq, tcp.ack,
+                             tcp.flags if emit.complete else tcp.flags & ~(TCP_FIN | TCP_PSH),
+                             emit.payload, tcp.window, tcp.urgent, tcp.options)
+                    for emit in result.emits]
         tracker = Tracker(self.clock())
         events: list[Event] = []
         for message in result.messages:

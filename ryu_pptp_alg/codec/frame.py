@@ -50,14 +50,35 @@ def mac_to_str(raw: bytes) -> str:
     return raw.hex(":")
 
 
+def _fold(value: int) -> int:
+    """One's-complement sum of the 16-bit words spelling ``value``: ``value`` modulo
+    0xFFFF (2**16 is 1 there), with 0xFFFF standing for the zero of non-zero data."""
+    return value % 0xFFFF or (0xFFFF if value else 0)
+
+
+def _words(data: bytes) -> int:
+    """``data`` as one number of whole 16-bit words (an odd length is padded with 0)."""
+    value = int.from_bytes(data, "big")
+    return value << 8 if len(data) % 2 else value
+
+
 def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement checksum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    """RFC 1071 one's-complement checksum, in one big-integer operation."""
+    return ~_fold(_words(data)) & 0xFFFF
+
+
+def address(raw: bytes) -> IPv4Address:
+    """The address of 4 raw bytes; the same few addresses recur, so they are shared."""
+    known = _addresses.get(raw)
+    if known is None:
+        if len(_addresses) >= _ADDRESS_CACHE_LIMIT:
+            _addresses.clear()
+        known = _addresses[bytes(raw)] = IPv4Address(raw)
+    return known
+
+
+_ADDRESS_CACHE_LIMIT = 1 << 16
+_addresses: dict[bytes, IPv4Address] = {}
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,7 @@ def parse_arp(data: bytes) -> Arp:
     htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(data)
     if (htype, ptype, hlen, plen) != (1, ETH_TYPE_IPV4, 6, 4):
         raise FrameError(f"ARP: not Ethernet/IPv4 (htype {htype}, ptype {ptype:#x})")
-    return Arp(op, mac_to_str(sha), IPv4Address(spa), mac_to_str(tha), IPv4Address(tpa))
+    return Arp(op, mac_to_str(sha), address(spa), mac_to_str(tha), address(tpa))
 
 
 def build_arp(arp: Arp) -> bytes:
@@ -140,7 +161,7 @@ def parse_ipv4(data: bytes) -> Ipv4:
         raise FrameError(f"IPv4: total length {total}, header {header_len}, have {len(data)}")
     if internet_checksum(data[:header_len]) != 0:
         raise FrameError("IPv4: bad header checksum")
-    return Ipv4(IPv4Address(src), IPv4Address(dst), proto, bytes(data[header_len:total]),
+    return Ipv4(address(src), address(dst), proto, bytes(data[header_len:total]),
                 ttl, tos, ident, frag, bytes(data[_IPV4.size:header_len]))
 
 
@@ -172,8 +193,9 @@ class Tcp:
         return bool(self.flags & flag)
 
 
-def _pseudo_header(src: IPv4Address, dst: IPv4Address, length: int) -> bytes:
-    return src.packed + dst.packed + struct.pack("!BBH", 0, IP_PROTO_TCP, length)
+def _tcp_sum(src: IPv4Address, dst: IPv4Address, segment: bytes) -> int:
+    """One's-complement sum of the pseudo-header and ``segment`` (words add as numbers)."""
+    return _fold(int(src) + int(dst) + IP_PROTO_TCP + len(segment) + _words(segment))
 
 
 def parse_tcp(data: bytes, src: IPv4Address, dst: IPv4Address) -> Tcp:
@@ -186,7 +208,7 @@ def parse_tcp(data: bytes, src: IPv4Address, dst: IPv4Address) -> Tcp:
         raise FrameError(f"TCP: header length {header_len}, have {len(data)}")
     if offset & 0x0F:
         raise FrameError("TCP: reserved bits set")
-    if internet_checksum(_pseudo_header(src, dst, len(data)) + data) != 0:
+    if _tcp_sum(src, dst, data) != 0xFFFF:
         raise FrameError("TCP: bad checksum")
     return Tcp(sport, dport, seq, ack, flags, bytes(data[header_len:]), window, urgent,
                bytes(data[_TCP.size:header_len]))
@@ -199,5 +221,5 @@ def build_tcp(segment: Tcp, src: IPv4Address, dst: IPv4Address) -> bytes:
     data = _TCP.pack(segment.src_port, segment.dst_port, segment.seq, segment.ack,
                      (header_len // 4) << 4, segment.flags, segment.window, 0,
                      segment.urgent) + segment.options + segment.payload
-    checksum = internet_checksum(_pseudo_header(src, dst, len(data)) + data)
+    checksum = ~_tcp_sum(src, dst, data) & 0xFFFF
     return data[:16] + checksum.to_bytes(2, "big") + data[18:]

@@ -22,6 +22,7 @@ from ryu_pptp_alg.codec.gre import EnhancedGre, build_gre
 from ryu_pptp_alg.config import GatewayConfig, Timeouts
 from ryu_pptp_alg.gateway import Gateway
 from tests.fakeoftable import FakeOFTable
+from tests.unit.wire import assert_same_wire
 
 
 class FakeClock:
@@ -81,6 +82,7 @@ class FakeSwitch:
     def apply(self, msgs: list[Any]) -> None:
         for msg in msgs:
             self.messages.append(msg)
+            assert_same_wire(msg)  # what app.py would send is what Ryu would
             if isinstance(msg, parser.OFPPacketOut):
                 for action in msg.actions:
                     port = msg.in_port if action.port == ofp.OFPP_IN_PORT else action.port

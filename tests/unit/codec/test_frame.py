@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils import checksum as scapy_checksum
 
 from ryu_pptp_alg.codec.frame import (
     Arp,
@@ -21,6 +22,7 @@ from ryu_pptp_alg.codec.frame import (
     build_ethernet,
     build_ipv4,
     build_tcp,
+    internet_checksum,
     parse_arp,
     parse_ethernet,
     parse_ipv4,
@@ -127,3 +129,26 @@ def test_random_bytes_never_escape_as_other_errors(data):
                  st.binary(max_size=40).map(lambda b: b[: len(b) // 4 * 4])))
 def test_tcp_round_trip(segment):
     assert parse_tcp(build_tcp(segment, CLIENT, SERVER), CLIENT, SERVER) == segment
+
+
+def word_sum_checksum(data: bytes) -> int:
+    """RFC 1071 the long way: add 16-bit words, fold the carries, complement."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@given(st.binary(max_size=300) | st.lists(st.sampled_from([b"\x00\x00", b"\xff\xff"]),
+                                          max_size=40).map(b"".join))
+def test_checksum_is_rfc_1071(data: bytes) -> None:
+    assert internet_checksum(data) == word_sum_checksum(data) == scapy_checksum(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00", b"\xff\xff", b"\xff\xff\xff\xff",
+                                  b"\x00\x01\xff\xfe", b"\xff"])
+def test_checksum_edge_cases(data: bytes) -> None:
+    """All-zero and all-ones sums, where modulo arithmetic could pick the wrong zero."""
+    assert internet_checksum(data) == word_sum_checksum(data)

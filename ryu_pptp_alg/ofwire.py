@@ -1,0 +1,158 @@
+"""Fast OpenFlow 1.3 encoding of the messages the ALG sends.
+
+Ryu's ``MsgBase.serialize`` is general and slow: it converts every match value
+from text through netaddr and packs field by field. The ALG sends the same few
+shapes thousands of times a second (flow-mods with OXM matches and
+apply-actions, packet-outs, barriers), so ``encode`` packs those with
+precompiled structs and caches address conversions. The result is byte for byte
+what Ryu produces (the unit suite checks every message the gateway emits); any
+message, action, instruction or value outside those shapes is handed to Ryu.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu.ofproto.oxm_fields import OpenFlowBasic
+
+_HEADER = struct.Struct("!BBHI")
+_FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)  # after the header, before the match
+_PACKET_OUT = struct.Struct(ofp.OFP_PACKET_OUT_PACK_STR)
+_MATCH_HEADER = struct.Struct("!HH")
+_OXM_HEADER = struct.Struct("!I")
+_ACTION_OUTPUT = struct.Struct(ofp.OFP_ACTION_OUTPUT_PACK_STR)
+_ACTION_HEADER = struct.Struct(ofp.OFP_ACTION_HEADER_PACK_STR)
+_INSTRUCTION_ACTIONS = struct.Struct(ofp.OFP_INSTRUCTION_ACTIONS_PACK_STR)
+_INSTRUCTION_GOTO = struct.Struct(ofp.OFP_INSTRUCTION_GOTO_TABLE_PACK_STR)
+_SET_FIELD_HEADER = struct.Struct("!HH")
+_VERSION = ofp.OFP_VERSION
+_PAD = bytes(8)
+_CACHE_LIMIT = 1 << 16  # converted address strings kept (a few MiB at most)
+
+# OpenFlow basic OXM fields by name: (field number, value size, Ryu's converter or None
+# for plain integers).
+_FIELDS: dict[str, tuple[int, int, Any]] = {
+    t.name: (t.num, t.type.size, None if type(t.type).__name__ == "IntDescr" else t.type)
+    for t in ofp.oxm_types if isinstance(t, OpenFlowBasic)
+}
+_converted: dict[tuple[str, Any], bytes] = {}
+_UNTOUCHED_WILDCARDS = parser.FlowWildcards().__dict__  # a match made with the new API
+
+
+class _Unsupported(Exception):
+    """Not a shape this module packs: Ryu serialises the message."""
+
+
+def encode(msg: Any, datapath: Any = None) -> bytes:
+    """The wire bytes of ``msg`` (its ``xid`` must be set). ``datapath`` is only needed
+    for messages Ryu serialises (``msg.datapath`` is used when it is None)."""
+    try:
+        kind = type(msg)
+        if kind is parser.OFPFlowMod:
+            return _flow_mod(msg)
+        if kind is parser.OFPPacketOut:
+            return _packet_out(msg)
+        if kind is parser.OFPBarrierRequest:
+            return _HEADER.pack(_VERSION, ofp.OFPT_BARRIER_REQUEST, ofp.OFP_HEADER_SIZE,
+                                msg.xid)
+    except (_Unsupported, struct.error, OverflowError, TypeError, ValueError, KeyError):
+        pass
+    return ryu_encode(msg, datapath)
+
+
+def ryu_encode(msg: Any, datapath: Any = None) -> bytes:
+    """Ryu's own serialisation (the reference ``encode`` must equal)."""
+    if datapath is not None:
+        msg.datapath = datapath
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def _flow_mod(msg: Any) -> bytes:
+    body = _FLOW_MOD.pack(msg.cookie, msg.cookie_mask, msg.table_id, msg.command,
+                          msg.idle_timeout, msg.hard_timeout, msg.priority, msg.buffer_id,
+                          msg.out_port, msg.out_group, msg.flags)
+    parts = [b"", body, _match(msg.match)]
+    for instruction in msg.instructions:
+        parts.append(_instruction(instruction))
+    length = ofp.OFP_HEADER_SIZE + sum(map(len, parts))
+    parts[0] = _HEADER.pack(_VERSION, ofp.OFPT_FLOW_MOD, length, msg.xid)
+    return b"".join(parts)
+
+
+def _packet_out(msg: Any) -> bytes:
+    if msg.buffer_id != ofp.OFP_NO_BUFFER and msg.data:
+        raise _Unsupported("buffered packet-out with data")
+    actions = b"".join(map(_action, msg.actions))
+    data = msg.data or b""
+    length = ofp.OFP_HEADER_SIZE + _PACKET_OUT.size + len(actions) + len(data)
+    return b"".join((_HEADER.pack(_VERSION, ofp.OFPT_PACKET_OUT, length, msg.xid),
+                     _PACKET_OUT.pack(msg.buffer_id, msg.in_port, len(actions)), actions,
+                     bytes(data)))
+
+
+def _match(match: Any) -> bytes:
+    if type(match) is not parser.OFPMatch or (match.fields and not match._fields2) \
+            or match._wc.__dict__ != _UNTOUCHED_WILDCARDS:
+        raise _Unsupported("match built with Ryu's old API")
+    fields = b"".join([_oxm(name, value) for name, value in match._fields2])
+    length = _MATCH_HEADER.size + len(fields)
+    return _MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + fields + _PAD[:-length % 8]
+
+
+def _oxm(name: str, value: Any) -> bytes:
+    number, size, converter = _FIELDS[name]
+    mask = None
+    if isinstance(value, tuple):
+        value, mask = value
+    raw = _value(name, value, size, converter)
+    if mask is None:
+        return _OXM_HEADER.pack(number << 9 | size) + raw
+    return _OXM_HEADER.pack(number << 9 | 1 << 8 | size * 2) + raw \
+        + _value(name, mask, size, converter)
+
+
+def _value(name: str, value: Any, size: int, converter: Any) -> bytes:
+    if converter is None:
+        if type(value) is not int or value < 0:
+            raise _Unsupported(f"{name}: {value!r}")
+        return value.to_bytes(size, "big")
+    raw = _converted.get((name, value))
+    if raw is None:
+        raw = converter.from_user(value)
+        if len(_converted) >= _CACHE_LIMIT:
+            _converted.clear()
+        _converted[(name, value)] = raw
+    return raw
+
+
+def _instruction(instruction: Any) -> bytes:
+    kind = type(instruction)
+    if kind is parser.OFPInstructionActions:
+        actions = b"".join(map(_action, instruction.actions))
+        return _INSTRUCTION_ACTIONS.pack(instruction.type, _INSTRUCTION_ACTIONS.size
+                                         + len(actions)) + actions
+    if kind is parser.OFPInstructionGotoTable:
+        return _INSTRUCTION_GOTO.pack(ofp.OFPIT_GOTO_TABLE, _INSTRUCTION_GOTO.size,
+                                      instruction.table_id)
+    raise _Unsupported(kind.__name__)
+
+
+def _action(action: Any) -> bytes:
+    kind = type(action)
+    if kind is parser.OFPActionOutput:
+        return _ACTION_OUTPUT.pack(ofp.OFPAT_OUTPUT, _ACTION_OUTPUT.size, action.port,
+                                   action.max_len)
+    if kind is parser.OFPActionSetField:
+        if action._composed_with_old_api():
+            raise _Unsupported("set-field built with the old API")
+        oxm = _oxm(action.key, action.value)
+        length = -(-(_SET_FIELD_HEADER.size + len(oxm)) // 8) * 8
+        return _SET_FIELD_HEADER.pack(ofp.OFPAT_SET_FIELD, length) + oxm \
+            + _PAD[:length - _SET_FIELD_HEADER.size - len(oxm)]
+    if kind is parser.OFPActionDecNwTtl:
+        return _ACTION_HEADER.pack(ofp.OFPAT_DEC_NW_TTL, _ACTION_HEADER.size)
+    raise _Unsupported(kind.__name__)
