@@ -447,7 +447,7 @@ def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     settings.profile.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200",
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "1000",
                              "--format", "raw", "--output",
                              str(settings.profile / f"{name}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -133,6 +133,9 @@ class Gateway:
         self._pool: list[IPv4Address] = []
         self._refresh_pool()
         self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
+        # Bound once: every connection's rewriters share them.
+        self._to_server_decider = self._decide_to_server
+        self._to_client_decider = self._decide_to_client
         self._next_xid = 1
         self._last_stats = 0.0
 
@@ -279,9 +282,9 @@ class Gateway:
     def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
         if from_client and conn.to_server is None:
-            conn.to_server = StreamRewriter(tcp.seq + 1, self._decide_to_server, conn)
+            conn.to_server = StreamRewriter(tcp.seq + 1, self._to_server_decider, conn)
         elif not from_client and conn.to_client is None:
-            conn.to_client = StreamRewriter(tcp.seq + 1, self._decide_to_client, conn)
+            conn.to_client = StreamRewriter(tcp.seq + 1, self._to_client_decider, conn)
 
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
@@ -523,7 +526,8 @@ class Gateway:
                                  describe(conn), call.client_call_id)
                 return []
             pair = self.pairs.add(inside_ip, outside_ip, conn.public_ip, to_inside, to_outside)
-        pair.calls.add(call)
+        if call not in pair.calls:
+            pair.calls.append(call)
         call.pair = pair
         self.log.debug("%s: call %d requested as %d (pair %d)", Described(conn),
                        call.client_call_id, call.public_call_id, pair.ident)
@@ -591,7 +595,8 @@ class Gateway:
         pair = call.pair
         if pair is None:
             return []
-        pair.calls.discard(call)
+        if call in pair.calls:
+            pair.calls.remove(call)
         msgs = []
         if not pair.calls:
             self.pairs.remove(pair)

@@ -11,6 +11,7 @@ message, action, instruction or value outside those shapes is handed to Ryu.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -30,7 +31,9 @@ _INSTRUCTION_GOTO = struct.Struct(ofp.OFP_INSTRUCTION_GOTO_TABLE_PACK_STR)
 _SET_FIELD_HEADER = struct.Struct("!HH")
 _VERSION = ofp.OFP_VERSION
 _PAD = bytes(8)
-_CACHE_LIMIT = 1 << 16  # converted address strings kept (a few MiB at most)
+_CACHE_LIMIT = 4096  # converted address strings kept
+_DOTTED_QUAD = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
+_COLON_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 # OpenFlow basic OXM fields by name: (field number, value size, Ryu's converter or None
 # for plain integers).
@@ -122,11 +125,26 @@ def _value(name: str, value: Any, size: int, converter: Any) -> bytes:
         return value.to_bytes(size, "big")
     raw = _converted.get((name, value))
     if raw is None:
-        raw = converter.from_user(value)
+        raw = _canonical(value, size)
+        if raw is None:
+            raw = converter.from_user(value)
         if len(_converted) >= _CACHE_LIMIT:
             _converted.clear()
         _converted[(name, value)] = raw
     return raw
+
+
+def _canonical(text: Any, size: int) -> bytes | None:
+    """Canonical dotted-quad IPv4 or colon-separated MAC text without netaddr; None for
+    anything else (Ryu converts it)."""
+    if type(text) is not str:
+        return None
+    if size == 4 and _DOTTED_QUAD.fullmatch(text):
+        octets = [int(part) for part in text.split(".")]
+        return bytes(octets) if max(octets) <= 255 else None
+    if size == 6 and _COLON_MAC.fullmatch(text):
+        return bytes.fromhex(text.replace(":", ""))
+    return None
 
 
 def _instruction(instruction: Any) -> bytes:

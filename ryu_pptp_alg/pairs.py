@@ -53,7 +53,7 @@ class GrePair:
     to_outside: Hop
     state: PairState = PairState.PENDING
     fast: bool = False  # its gre_inward flow is installed: the switch forwards both ways
-    calls: set[Call] = field(default_factory=set)
+    calls: list[Call] = field(default_factory=list)  # usually one: a list is smaller
     # Counters of the pair's live flows (flow stats) and of flows already gone.
     outward_packets: int = 0
     outward_bytes: int = 0

@@ -15,8 +15,8 @@ What it holds back, and why:
   waiting for an acknowledgement (Nagle) never deadlocks on us.
 Retransmissions of forwarded bytes are forwarded again with the same patches.
 
-Complete messages (original bytes) are framed by ``StreamReassembler``, fed
-strictly in order, for the connection's state machine.
+The same scan cuts the stream into complete messages (original bytes) for the
+connection's state machine; it keeps only the bytes of the message in progress.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
-from ryu_pptp_alg.codec.reassembly import StreamMessage, StreamReassembler
+from ryu_pptp_alg.codec.reassembly import StreamMessage
 
 SEQ_MOD = 1 << 32
 HALF_SEQ = 1 << 31
@@ -73,9 +73,9 @@ class StreamRewriter:
     """One per direction of every control connection: kept small (slots, containers
     created only when needed)."""
 
-    __slots__ = ("_emitted", "_fields_done", "_msg_len", "_msg_start", "_out_of_order",
-                 "_patches", "_pending", "_prefix", "_scanned", "base", "context", "decide",
-                 "failed", "max_held", "reassembler")
+    __slots__ = ("_emitted", "_fields_done", "_message", "_msg_len", "_msg_start",
+                 "_out_of_order", "_patches", "_pending", "_scanned", "base", "context",
+                 "decide", "failed", "max_held")
 
     def __init__(self, initial_seq: int, decide: Decide = keep, context: Any = None,
                  max_held: int = 65536) -> None:
@@ -83,7 +83,6 @@ class StreamRewriter:
         self.decide = decide
         self.context = context  # passed to ``decide`` (the connection)
         self.max_held = max_held
-        self.reassembler = StreamReassembler(self.base, max_buffered=max_held)
         self.failed = False  # the stream lost framing: forward untouched from here on
         self._emitted = 0  # stream offset: [0, _emitted) has been forwarded
         self._pending = b""  # in order, not yet forwarded: from _emitted
@@ -92,7 +91,7 @@ class StreamRewriter:
         self._scanned = 0  # next stream offset the message scanner looks at
         self._msg_start = 0
         self._msg_len = 0  # 0 until the length field is in
-        self._prefix = b""
+        self._message = b""  # bytes of the message in progress: from _msg_start
         self._fields_done = 0  # bit per field offset decided in the current message
 
     @property
@@ -121,15 +120,8 @@ class StreamRewriter:
         new = bytes(payload[received - start:])
         new += self._pull_out_of_order(received + len(new))
         self._pending += new
-        self._scan()
-        emits = self._emit(start, payload, end)
-        if not new or self.reassembler.failed:
-            return Rewritten(emits, [])
-        try:
-            return Rewritten(emits, self.reassembler.feed((self.base + received) % SEQ_MOD, new))
-        except StreamDesync as err:
-            self.failed = True
-            return Rewritten(emits, list(getattr(err, "messages", [])), err)
+        messages, error = self._scan()
+        return Rewritten(self._emit(start, payload, end), messages, error)
 
     # --- holding and releasing -----------------------------------------------------------
 
@@ -212,46 +204,55 @@ class StreamRewriter:
     # --- the message scanner -------------------------------------------------------------
 
     def _prefix_type(self) -> pptp.ControlMessageType | None:
-        if len(self._prefix) < 10:
+        if len(self._message) < 10:
             return None
         try:
-            return pptp.ControlMessageType(int.from_bytes(self._prefix[8:10], "big"))
+            return pptp.ControlMessageType(int.from_bytes(self._message[8:10], "big"))
         except ValueError:
             return None
 
-    def _scan(self) -> None:
+    def _scan(self) -> tuple[list[StreamMessage], StreamDesync | None]:
+        """Walk the new in-order bytes: decide call-ID fields as they come in, and cut
+        complete messages. A bad length or cookie loses framing for good."""
         received = self._emitted + len(self._pending)
+        messages: list[StreamMessage] = []
         while self._scanned < received and not self.failed:
             position = self._scanned - self._msg_start
-            if position < PREFIX_LEN:
-                take = min(PREFIX_LEN - position, received - self._scanned)
-                at = self._scanned - self._emitted
-                self._prefix += self._pending[at:at + take]
-                self._scanned += take
-                self._check_prefix()
-            elif self._msg_len:
-                self._scanned = min(self._msg_start + self._msg_len, received)
-            if self._msg_len and self._scanned >= self._msg_start + self._msg_len:
-                self._scanned = self._msg_start + self._msg_len
+            in_prefix = position < PREFIX_LEN
+            end = self._msg_start + (PREFIX_LEN if in_prefix else self._msg_len)
+            at = self._scanned - self._emitted
+            take = min(end, received) - self._scanned
+            self._message += self._pending[at:at + take]
+            self._scanned += take
+            if in_prefix:
+                failure = self._check_prefix()
+                if failure is not None:
+                    self.failed = True
+                    seq = (self.base + self._msg_start) % SEQ_MOD
+                    return messages, StreamDesync(f"{failure} at seq {seq}")
+            if self._msg_len and self._scanned == self._msg_start + self._msg_len:
+                messages.append(StreamMessage((self.base + self._msg_start) % SEQ_MOD,
+                                              self._message))
                 self._msg_start = self._scanned
                 self._msg_len = 0
-                self._prefix = b""
+                self._message = b""
                 self._fields_done = 0
+        return messages, None
 
-    def _check_prefix(self) -> None:
-        prefix = self._prefix
+    def _check_prefix(self) -> str | None:
+        """Decide the call-ID fields the message's first bytes now hold; why framing is
+        lost, if it is."""
+        prefix = self._message
         if not self._msg_len and len(prefix) >= 2:
             length = int.from_bytes(prefix[:2], "big")
             if not pptp.MIN_MESSAGE_LEN <= length <= pptp.MAX_MESSAGE_LEN:
-                self.failed = True
-                return
+                return f"length {length} outside {pptp.MIN_MESSAGE_LEN}..{pptp.MAX_MESSAGE_LEN}"
             self._msg_len = length
         if len(prefix) >= 8 and prefix[4:8] != COOKIE:
-            self.failed = True
-            return
+            return f"magic cookie 0x{prefix[4:8].hex()}"
         msg_type = self._prefix_type()
         if msg_type is None:
-            return
+            return None
         for name, offset in pptp.CALL_ID_OFFSETS.get(msg_type, ()):
             if self._fields_done & (1 << offset) or len(prefix) < offset + 2:
                 continue
@@ -266,6 +267,7 @@ class StreamRewriter:
                 self._patches[field_start] = new >> 8
                 self._patches[field_start + 1] = new & 0xFF
                 self._prune_patches()
+        return None
 
     def _prune_patches(self) -> None:
         """Patches far behind the stream are never needed for retransmissions."""

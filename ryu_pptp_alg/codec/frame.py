@@ -77,7 +77,7 @@ def address(raw: bytes) -> IPv4Address:
     return known
 
 
-_ADDRESS_CACHE_LIMIT = 1 << 16
+_ADDRESS_CACHE_LIMIT = 4096
 _addresses: dict[bytes, IPv4Address] = {}
 
 

@@ -151,3 +151,30 @@ def test_packet_out_without_actions_keeps_its_data() -> None:
     wire = ours(ofmsg.packet_out(b"abc", []), 5)
     assert wire == bytes.fromhex("040d001b00000005" "ffffffff" "fffffffd" "0000" "000000000000") \
         + b"abc"
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1", "255.255.255.255", "0.0.0.0", "256.1.1.1",
+                                   "010.0.0.1", " 10.0.0.1"])
+def test_address_text_converts_like_ryu_or_is_left_to_it(value: str) -> None:
+    flow = ofmsg.flow_add(0, 1, ofmsg.match(eth_type=0x0800, ipv4_dst="192.0.2.1"),
+                          [ofmsg.apply_actions([ofmsg.set_field(ipv4_src=value)])], cookie=1)
+    try:
+        expected = ryu_bytes(flow, 3)
+    except Exception as refused:  # Ryu refuses it: so must we (never wrong bytes)
+        with pytest.raises(type(refused)):
+            ours(flow, 3)
+        return
+    assert ours(flow, 3) == expected
+
+
+@pytest.mark.parametrize("value", ["02:00:00:00:00:01", "FF:ff:00:00:00:0a", "2:0:0:0:0:1",
+                                   "02-00-00-00-00-01"])
+def test_mac_text_converts_like_ryu_or_is_left_to_it(value: str) -> None:
+    flow = ofmsg.flow_add(0, 1, ofmsg.match(eth_dst=value), [], cookie=1)
+    try:
+        expected = ryu_bytes(flow, 3)
+    except Exception as refused:
+        with pytest.raises(type(refused)):
+            ours(flow, 3)
+        return
+    assert ours(flow, 3) == expected
