@@ -63,7 +63,7 @@ from ryu_pptp_alg.pairs import (
     outward_flow,
     via_controller_flow,
 )
-from ryu_pptp_alg.rewriter import CallIdSite, StreamRewriter
+from ryu_pptp_alg.rewriter import SEQ_MOD, CallIdSite, StreamRewriter
 from ryu_pptp_alg.session import (
     Call,
     CallState,
@@ -282,9 +282,9 @@ class Gateway:
     def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
         if from_client and conn.to_server is None:
-            conn.to_server = StreamRewriter(tcp.seq + 1, self._to_server_decider, conn)
+            conn.to_server = (tcp.seq + 1) % SEQ_MOD
         elif not from_client and conn.to_client is None:
-            conn.to_client = StreamRewriter(tcp.seq + 1, self._to_client_decider, conn)
+            conn.to_client = (tcp.seq + 1) % SEQ_MOD
 
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
@@ -399,12 +399,20 @@ class Gateway:
         stream = conn.to_server if from_client else conn.to_client
         if not tcp.payload or stream is None:
             return [tcp], []
+        if isinstance(stream, int):  # parked between messages: carry on from there
+            stream = StreamRewriter(stream, self._to_server_decider if from_client
+                                    else self._to_client_decider, conn)
         try:
             result = stream.segment(tcp.seq, tcp.payload)
         except ReassemblyOverflow as err:
             conn.count_error("reassembly_overflow")
             self.log.warning("%s: %s", describe(conn), err)
             return [], []
+        parked = stream.parked()
+        if from_client:
+            conn.to_server = stream if parked is None else parked
+        else:
+            conn.to_client = stream if parked is None else parked
         if result.error is not None:
             conn.count_error("stream_desync")
             self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "

@@ -103,6 +103,16 @@ class StreamRewriter:
     def held(self) -> int:
         return len(self._pending) + sum(map(len, (self._out_of_order or {}).values()))
 
+    def parked(self) -> int | None:
+        """The next sequence number if that is all the state worth keeping: between
+        messages, nothing held, no translated bytes a retransmission would need again.
+        A new rewriter from that number carries on exactly as this one would, so idle
+        connections keep an int instead of a rewriter. None while there is more."""
+        if self._pending or self._out_of_order or self._patches or self._message \
+                or self.failed:
+            return None
+        return self.next_seq
+
     def segment(self, seq: int, payload: bytes) -> Rewritten:
         """One received segment with data: what to forward now, and the messages it completed.
 

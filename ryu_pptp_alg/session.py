@@ -129,8 +129,10 @@ class ControlConnection:
     fin_from_client: bool = False
     fin_from_server: bool = False
     calls: list[Call] = field(default_factory=list)
-    to_server: StreamRewriter | None = None  # set from the client's SYN
-    to_client: StreamRewriter | None = None  # set from the server's SYN-ACK
+    # Each direction's stream, from the client's SYN and the server's SYN-ACK: a rewriter,
+    # or only its next sequence number while it is parked between messages.
+    to_server: StreamRewriter | int | None = None
+    to_client: StreamRewriter | int | None = None
     # Call IDs the server sees, by the client's own (created with the first call).
     id_map: dict[int, int] | None = None
     errors: Counter[str] | None = None  # created with the first error

@@ -161,3 +161,42 @@ def test_framing_agrees_with_the_reference_reassembler(messages, cuts, isn):
         ours.extend(rewriter.segment((isn + offset) % 2**32, chunk).messages)
         theirs.extend(reference.feed((isn + offset) % 2**32, chunk))
     assert ours == theirs
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages_st, st.lists(st.integers(0, 2000), max_size=40), st.randoms(),
+       st.integers(0, 2**32 - 1))
+def test_parking_between_messages_changes_nothing(messages, cuts, rnd, isn):
+    """A rewriter replaced by its next sequence number whenever it can be behaves
+    exactly like one kept all along (reordering and retransmissions included)."""
+    data = b"".join(pptp.build(m) for m in messages)
+    segments = cut(data, cuts)
+    order = list(segments)
+    for i in range(len(order) - 1):
+        if rnd.random() < 0.2:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    order += [s for s in segments if rnd.random() < 0.3]
+    decide = translate if rnd.random() < 0.5 else (lambda _, site: site.value)
+    kept = StreamRewriter(isn, decide)
+    state: StreamRewriter | int = isn
+    parks = 0
+    for offset, chunk in order:
+        seq = (isn + offset) % 2**32
+        stream = StreamRewriter(state, decide) if isinstance(state, int) else state
+        assert stream.segment(seq, chunk) == kept.segment(seq, chunk)
+        parked = stream.parked()
+        parks += parked is not None
+        state = stream if parked is None else parked
+
+
+def test_a_stream_parks_only_between_messages_with_nothing_to_repeat():
+    data = ocrq(7)
+    keep_ids = StreamRewriter(0, lambda _, site: site.value)
+    assert keep_ids.segment(0, data[:20]).messages == [] and keep_ids.parked() is None
+    keep_ids.segment(20, data[20:])
+    assert keep_ids.parked() == len(data)  # between messages, nothing held
+    keep_ids.segment(len(data) + 10, b"x" * 5)
+    assert keep_ids.parked() is None  # out-of-order bytes are held
+    translating = StreamRewriter(0, translate)
+    translating.segment(0, data)
+    assert translating.parked() is None  # a retransmission must get the same translation
