@@ -31,7 +31,7 @@ _INSTRUCTION_GOTO = struct.Struct(ofp.OFP_INSTRUCTION_GOTO_TABLE_PACK_STR)
 _SET_FIELD_HEADER = struct.Struct("!HH")
 _VERSION = ofp.OFP_VERSION
 _PAD = bytes(8)
-_CACHE_LIMIT = 4096  # converted address strings kept
+_CACHE_LIMIT = 4096  # entries per cache
 _DOTTED_QUAD = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 _COLON_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
@@ -41,7 +41,9 @@ _FIELDS: dict[str, tuple[int, int, Any]] = {
     t.name: (t.num, t.type.size, None if type(t.type).__name__ == "IntDescr" else t.type)
     for t in ofp.oxm_types if isinstance(t, OpenFlowBasic)
 }
-_converted: dict[tuple[str, Any], bytes] = {}
+# Encoded matches and set-field actions by value: the same few recur in every flow-mod.
+_matches: dict[tuple[tuple[str, Any], ...], bytes] = {}
+_set_fields: dict[tuple[str, Any], bytes] = {}
 _UNTOUCHED_WILDCARDS = parser.FlowWildcards().__dict__  # a match made with the new API
 
 
@@ -101,9 +103,20 @@ def _match(match: Any) -> bytes:
     if type(match) is not parser.OFPMatch or (match.fields and not match._fields2) \
             or match._wc.__dict__ != _UNTOUCHED_WILDCARDS:
         raise _Unsupported("match built with Ryu's old API")
-    fields = b"".join([_oxm(name, value) for name, value in match._fields2])
-    length = _MATCH_HEADER.size + len(fields)
-    return _MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + fields + _PAD[:-length % 8]
+    key = tuple(match._fields2)
+    raw = _matches.get(key)
+    if raw is None:
+        fields = b"".join([_oxm(name, value) for name, value in key])
+        length = _MATCH_HEADER.size + len(fields)
+        raw = _MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + fields + _PAD[:-length % 8]
+        _remember(_matches, key, raw)
+    return raw
+
+
+def _remember(cache: dict[Any, bytes], key: Any, raw: bytes) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = raw
 
 
 def _oxm(name: str, value: Any) -> bytes:
@@ -123,15 +136,8 @@ def _value(name: str, value: Any, size: int, converter: Any) -> bytes:
         if type(value) is not int or value < 0:
             raise _Unsupported(f"{name}: {value!r}")
         return value.to_bytes(size, "big")
-    raw = _converted.get((name, value))
-    if raw is None:
-        raw = _canonical(value, size)
-        if raw is None:
-            raw = converter.from_user(value)
-        if len(_converted) >= _CACHE_LIMIT:
-            _converted.clear()
-        _converted[(name, value)] = raw
-    return raw
+    raw = _canonical(value, size)
+    return raw if raw is not None else converter.from_user(value)
 
 
 def _canonical(text: Any, size: int) -> bytes | None:
@@ -167,10 +173,15 @@ def _action(action: Any) -> bytes:
     if kind is parser.OFPActionSetField:
         if action._composed_with_old_api():
             raise _Unsupported("set-field built with the old API")
-        oxm = _oxm(action.key, action.value)
-        length = -(-(_SET_FIELD_HEADER.size + len(oxm)) // 8) * 8
-        return _SET_FIELD_HEADER.pack(ofp.OFPAT_SET_FIELD, length) + oxm \
-            + _PAD[:length - _SET_FIELD_HEADER.size - len(oxm)]
+        key = (action.key, action.value)
+        raw = _set_fields.get(key)
+        if raw is None:
+            oxm = _oxm(action.key, action.value)
+            length = -(-(_SET_FIELD_HEADER.size + len(oxm)) // 8) * 8
+            raw = _SET_FIELD_HEADER.pack(ofp.OFPAT_SET_FIELD, length) + oxm \
+                + _PAD[:length - _SET_FIELD_HEADER.size - len(oxm)]
+            _remember(_set_fields, key, raw)
+        return raw
     if kind is parser.OFPActionDecNwTtl:
         return _ACTION_HEADER.pack(ofp.OFPAT_DEC_NW_TTL, _ACTION_HEADER.size)
     raise _Unsupported(kind.__name__)

@@ -40,9 +40,14 @@ class FrameError(ValueError):
 
 
 def mac_to_bytes(mac: str) -> bytes:
-    raw = bytes.fromhex(mac.replace(":", ""))
-    if len(raw) != 6:
-        raise FrameError(f"bad MAC address {mac!r}")
+    raw = _mac_bytes.get(mac)
+    if raw is None:
+        raw = bytes.fromhex(mac.replace(":", ""))
+        if len(raw) != 6:
+            raise FrameError(f"bad MAC address {mac!r}")
+        if len(_mac_bytes) >= _ADDRESS_CACHE_LIMIT:
+            _mac_bytes.clear()
+        _mac_bytes[mac] = raw
     return raw
 
 
@@ -79,6 +84,7 @@ def address(raw: bytes) -> IPv4Address:
 
 _ADDRESS_CACHE_LIMIT = 4096
 _addresses: dict[bytes, IPv4Address] = {}
+_mac_bytes: dict[str, bytes] = {}
 
 
 @dataclass(frozen=True)

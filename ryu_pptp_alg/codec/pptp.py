@@ -556,11 +556,12 @@ CALL_ID_OFFSETS: Final[dict[ControlMessageType, tuple[tuple[str, int], ...]]] = 
 
 def message_name(message_type: int) -> str:
     """RFC spelling of a control message type, e.g. 'Outgoing-Call-Request'."""
-    try:
-        name = ControlMessageType(message_type).name
-    except ValueError:
-        return f"control message type {message_type}"
-    return name.title().replace("_", "-").replace("Wan-", "WAN-")
+    name = _MESSAGE_NAMES.get(message_type)
+    return name if name is not None else f"control message type {message_type}"
+
+
+_MESSAGE_NAMES: Final[dict[int, str]] = {
+    t: t.name.title().replace("_", "-").replace("Wan-", "WAN-") for t in ControlMessageType}
 
 
 def message_length(header: bytes) -> int:
