@@ -42,7 +42,7 @@ from simswitch import FlowMod, PacketOut, SimSwitch, connect, parse_match_fields
 from ryu_pptp_alg import pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
-from ryu_pptp_alg.testbed.controller import Controller
+from ryu_pptp_alg.testbed.controller import Controller, free_port
 
 DPID = 1
 INSIDE_PORT = 1
@@ -429,6 +429,43 @@ async def run_calls(session: Session, calls: int, concurrency: int,
         flow_entries=switch.table.count(pipeline.TABLE_GRE))
 
 
+async def run_offered(session: Session, rate: float, calls: int,
+                      timeout: float) -> dict[str, Any]:
+    """Open loop: a new set-up every 1/``rate`` seconds whatever the controller does, so
+    the latency is what a call meets at that load (not a queue the driver builds)."""
+    bench = session.bench
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    done: list[Call] = []
+
+    def on_done(call: Call) -> None:
+        done.append(call)
+        if len(done) == calls and not finished.done():
+            finished.set_result(None)
+
+    bench.on_done = on_done
+    cpu0 = proc_cpu_s(session.pid)
+    start = loop.time() + 0.05
+    for i in range(calls):
+        loop.call_at(start + i / rate, lambda: bench.new_call().start())
+    t0 = time.perf_counter() + 0.05
+    try:
+        await asyncio.wait_for(finished, timeout)
+    except TimeoutError:
+        print(f"  timeout: {len(done)}/{calls} set-ups completed", file=sys.stderr)
+    wall = (max(c.done_at for c in done) if done else time.perf_counter()) - t0
+    bench.on_done = None
+    latencies = sorted((c.done_at - c.ocrq_at) * 1000 for c in done)
+    full = sorted((c.done_at - c.started_at) * 1000 for c in done)
+    return {"offered_per_s": rate, "calls": calls, "completed": len(done),
+            "achieved_per_s": round(len(done) / wall, 1) if wall > 0 else 0.0,
+            "latency_p50_ms": round(percentile(latencies, 50), 2),
+            "latency_p99_ms": round(percentile(latencies, 99), 2),
+            "full_setup_p99_ms": round(percentile(full, 99), 2),
+            "controller_cpu_share": round((proc_cpu_s(session.pid) - cpu0) / wall, 3)
+            if wall > 0 else 0.0}
+
+
 # --- measurements ------------------------------------------------------------------------
 
 @dataclass
@@ -447,7 +484,7 @@ def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     settings.profile.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "1000",
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200",
                              "--format", "raw", "--output",
                              str(settings.profile / f"{name}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -487,6 +524,27 @@ def measure_concurrency(settings: Settings, concurrency: int, calls: int,
     return with_controller(settings, name, body)
 
 
+def measure_offered(settings: Settings, live: int, rates: list[float], seconds: float,
+                    index: int) -> dict[str, Any]:
+    """``live`` calls set up and kept, then open-loop set-ups at each offered rate."""
+    async def body(session: Session) -> dict[str, Any]:
+        if live:
+            await run_calls(session, live, min(live, 1000), settings.timeout)
+        await asyncio.sleep(0.5)
+        points = []
+        for rate in rates:
+            point = await run_offered(session, rate, max(50, int(rate * seconds)),
+                                      settings.timeout)
+            point["live_calls"] = live
+            points.append(point)
+            print(f"  offered {rate:>6.0f}/s with {live:>6} live calls: "
+                  f"{point['achieved_per_s']:.0f}/s, p50 {point['latency_p50_ms']:.1f} ms, "
+                  f"p99 {point['latency_p99_ms']:.1f} ms", flush=True)
+            await asyncio.sleep(0.5)
+        return {"live_calls": live, "points": points}
+    return with_controller(settings, f"offered-{live}-{index}", body)
+
+
 def measure_memory(settings: Settings, checkpoints: list[int], window: int,
                    index: int) -> dict[str, Any]:
     async def body(session: Session) -> dict[str, Any]:
@@ -507,6 +565,68 @@ def measure_memory(settings: Settings, checkpoints: list[int], window: int,
             })
         return {"rss_before_kib": before, "checkpoints": points}
     return with_controller(settings, f"memory-{index}", body)
+
+
+ECHO_APP = Path(__file__).resolve().with_name("echo_app.py")
+RYU_MANAGER_WITH_SHIM = ("from ryu_pptp_alg import compat; compat.apply(); import sys; "
+                         "from ryu.cmd import manager; sys.exit(manager.main(sys.argv[1:]))")
+
+
+def measure_floor(settings: Settings, messages: int, window: int,
+                  index: int) -> dict[str, Any]:
+    """Ryu and eventlet alone: packet-ins answered per second by ``echo_app.py``, with
+    ``window`` packet-ins outstanding. Each ALG call set-up costs 7 such messages in
+    (6 packet-ins, 1 barrier reply) and about 12 out."""
+    port = free_port()
+    log = settings.workdir / f"floor-{index}.log"
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", RYU_MANAGER_WITH_SHIM,
+                                    str(ECHO_APP), "--ofp-tcp-listen-port", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    frame = ethernet(GATEWAY_MAC, ROUTER_MAC, SERVER_BASE, PUBLIC_BASE, fr.Tcp(
+        pptp.PPTP_PORT, 2000, 1, 1, PSH_ACK, pptp.build(pptp.StartControlConnectionReply())))
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        answered = 0
+        sent = 0
+
+        def on_packet_out(po: PacketOut) -> None:
+            nonlocal answered, sent
+            answered += 1
+            if sent < messages:
+                sent += 1
+                switch.send_packet_in(OUTSIDE_PORT, COOKIE_FROM_SERVER, frame)
+            elif answered == messages and not finished.done():
+                finished.set_result(None)
+
+        switch = await connect("127.0.0.1", port, DPID, PORTS, on_packet_out, None,
+                               settings.timeout)
+        await asyncio.sleep(0.5)
+        cpu0 = proc_cpu_s(process.pid)
+        t0 = time.perf_counter()
+        sent = min(window, messages)
+        for _ in range(sent):
+            switch.send_packet_in(OUTSIDE_PORT, COOKIE_FROM_SERVER, frame)
+        await asyncio.wait_for(finished, settings.timeout)
+        wall = time.perf_counter() - t0
+        cpu = proc_cpu_s(process.pid) - cpu0
+        switch.close()
+        return {"messages": messages, "window": window, "wall_s": round(wall, 3),
+                "packet_ins_per_s": round(messages / wall, 1),
+                "controller_cpu_us_per_message": round(1e6 * cpu / messages, 1),
+                "controller_cpu_share": round(cpu / wall, 3)}
+    try:
+        return asyncio.run(main())
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -601,6 +721,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-concurrency", type=parse_ints, default=None,
                         help="levels for the shared scenario (1 public address, 1 server: "
                              "the slow path); default 100; 0 skips it")
+    parser.add_argument("--offered-rates", type=parse_ints, default=None,
+                        help="open-loop set-up rates per second (default 250,500,1000; "
+                             "0 skips the open-loop runs)")
+    parser.add_argument("--offered-live", type=parse_ints, default=None,
+                        help="calls kept up during the open-loop runs (default 100,10000)")
+    parser.add_argument("--offered-seconds", type=float, default=3.0,
+                        help="seconds of set-ups per offered rate (default 3)")
+    parser.add_argument("--floor-messages", type=int, default=None,
+                        help="packet-ins for the Ryu floor (echo app); default 30000, "
+                             "0 skips it")
     parser.add_argument("--memory-window", type=int, default=5000,
                         help="calls in flight while establishing the memory checkpoints")
     parser.add_argument("--timeout", type=float, default=240.0,
@@ -617,6 +747,10 @@ def main(argv: list[str] | None = None) -> int:
     shared = [c for c in (args.shared_concurrency or [100]) if c > 0]
     checkpoints = sorted(args.calls_memory or ([1000, 3000] if args.quick else [10000, 50000]))
     repeat = args.repeat or (1 if args.quick else 3)
+    rates = [r for r in (args.offered_rates or [250, 500, 1000]) if r > 0]
+    live_levels = args.offered_live or ([100, 1000] if args.quick else [100, 10000])
+    floor_messages = args.floor_messages if args.floor_messages is not None \
+        else (5000 if args.quick else 30000)
     if max(checkpoints + [calls_for(c, args.quick) for c in concurrency + shared]) \
             > 65535 - FIRST_CLIENT_PORT:
         parser.error("at most 64,511 calls per controller (one client port each)")
@@ -634,13 +768,22 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {"pool": args.pool, "servers": args.servers, "timeouts": TIMEOUTS,
                   "repeat": repeat, "memory_window": args.memory_window, "verify": verify,
                   "workdir": str(workdir)},
-        "concurrency": [], "memory": None,
+        "concurrency": [], "offered": [], "floor": [], "memory": None,
     }
     for scenario in scenarios:
         settings = Settings(scenario.pool, scenario.servers, workdir, args.timeout,
                             args.profile, verify)
         results["concurrency"].extend(run_scenario(settings, scenario, repeat, args.quick))
     settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify)
+    for i, live in enumerate(live_levels if rates else []):
+        results["offered"].append(measure_offered(settings, live, rates,
+                                                  args.offered_seconds, i))
+    for i, window in enumerate([1, 100] if floor_messages else []):
+        floor = measure_floor(settings, floor_messages, window, i)
+        print(f"  Ryu floor (echo app), {window} in flight: {floor['packet_ins_per_s']:.0f} "
+              f"packet-ins/s, {floor['controller_cpu_us_per_message']:.0f} us CPU each",
+              flush=True)
+        results["floor"].append(floor)
     memory = measure_memory(settings, checkpoints, args.memory_window, 0)
     memory["address_plan"] = scenarios[0].describe()
     results["memory"] = memory
@@ -665,6 +808,15 @@ def table(results: dict[str, Any]) -> str:
                     f"{s['flow_entries_per_call']['median']:>10.2f} "
                     f"{s['controller_cpu_ms_per_setup']['median']:>12.2f} "
                     f"{s['sim_cpu_ms_per_setup']['median']:>12.2f}")
+    for level in results["offered"]:
+        for point in level["points"]:
+            rows.append(f"  open loop, {point['live_calls']} live calls: offered "
+                        f"{point['offered_per_s']:.0f}/s, achieved {point['achieved_per_s']:.0f}/s"
+                        f", p50 {point['latency_p50_ms']:.1f} ms, "
+                        f"p99 {point['latency_p99_ms']:.1f} ms")
+    for floor in results["floor"]:
+        rows.append(f"  Ryu floor, {floor['window']} in flight: {floor['packet_ins_per_s']:.0f} "
+                    f"packet-ins/s, {floor['controller_cpu_us_per_message']:.0f} us each")
     memory = results["memory"]
     rows.append(f"controller RSS with no calls: {memory['rss_before_kib']} KiB")
     for point in memory["checkpoints"]:
@@ -706,6 +858,29 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{s['flow_entries_per_call']['median']:.2f} | "
                      f"{last['fast_path_calls']}/{last['slow_path_calls']} | "
                      f"{s['controller_cpu_ms_per_setup']['median']:.2f} |")
+    if results["offered"]:
+        lines += ["", "Open loop (same address plan): calls kept up, then a new set-up every "
+                  "1/rate seconds whatever the controller does, so latency is what a call "
+                  "meets at that load rather than a queue the driver builds. One run each.",
+                  "", "| calls up | offered set-ups/s | achieved set-ups/s | OCRQ→OCRP p50 ms "
+                  "| p99 ms | SYN→OCRP p99 ms | controller CPU share |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for level in results["offered"]:
+            for p in level["points"]:
+                lines.append(f"| {p['live_calls']} | {p['offered_per_s']:.0f} | "
+                             f"{p['achieved_per_s']:.0f} | {p['latency_p50_ms']:.1f} | "
+                             f"{p['latency_p99_ms']:.1f} | {p['full_setup_p99_ms']:.1f} | "
+                             f"{p['controller_cpu_share']:.2f} |")
+    if results["floor"]:
+        lines += ["", "Ryu floor: `bench/echo_app.py` under the same `ryu-manager` answers each "
+                  "packet-in with one packet-out and does nothing else. A call set-up through "
+                  "the ALG is 7 such messages in (6 packet-ins, 1 barrier reply) and about 12 "
+                  "out.", "", "| packet-ins in flight | packet-ins/s | controller CPU µs "
+                  "per packet-in | CPU share |", "|---:|---:|---:|---:|"]
+        for f in results["floor"]:
+            lines.append(f"| {f['window']} | {f['packet_ins_per_s']:.0f} | "
+                         f"{f['controller_cpu_us_per_message']:.1f} | "
+                         f"{f['controller_cpu_share']:.2f} |")
     memory = results["memory"]
     lines += ["", f"Memory ({memory['address_plan']}, one controller, calls kept up, "
               f"{setup['memory_window']} in flight while establishing): controller RSS "
