@@ -273,11 +273,9 @@ class Gateway:
         """``ip`` carrying ``tcp``, with one end translated and the TTL decremented."""
         src_ip, src_port = src or (ip.src, tcp.src_port)
         dst_ip, dst_port = dst or (ip.dst, tcp.dst_port)
-        segment = Tcp(src_port, dst_port, tcp.seq, tcp.ack, tcp.flags, tcp.payload, tcp.window,
-                      tcp.urgent, tcp.options)
-        return build_ipv4(Ipv4(src_ip, dst_ip, ip.protocol, build_tcp(segment, src_ip, dst_ip),
-                               ip.ttl - 1, ip.tos, ip.identification, ip.flags_fragment,
-                               ip.options))
+        segment = tcp._replace(src_port=src_port, dst_port=dst_port)
+        return build_ipv4(ip._replace(src=src_ip, dst=dst_ip, ttl=ip.ttl - 1,
+                                      payload=build_tcp(segment, src_ip, dst_ip)))
 
     def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
@@ -418,9 +416,8 @@ class Gateway:
             self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
                              "on it are no longer tracked", describe(conn), result.error)
         segments = [tcp if emit.complete and emit.seq == tcp.seq and emit.payload == tcp.payload
-                    else Tcp(tcp.src_port, tcp.dst_port, emit.seq, tcp.ack,
-                             tcp.flags if emit.complete else tcp.flags & ~(TCP_FIN | TCP_PSH),
-                             emit.payload, tcp.window, tcp.urgent, tcp.options)
+                    else tcp._replace(seq=emit.seq, payload=emit.payload, flags=tcp.flags
+                                      if emit.complete else tcp.flags & ~(TCP_FIN | TCP_PSH))
                     for emit in result.emits]
         tracker = Tracker(self.clock())
         events: list[Event] = []
@@ -632,8 +629,7 @@ class Gateway:
         inside_id = call.inside_id
         payload = ip.payload if inside_id in (None, call_id) \
             else with_call_id(ip.payload, inside_id)
-        rewritten = Ipv4(**{**ip.__dict__, "dst": call.pair.inside_ip, "ttl": ip.ttl - 1,
-                            "payload": payload})
+        rewritten = ip._replace(dst=call.pair.inside_ip, ttl=ip.ttl - 1, payload=payload)
         return self._sender(build_ipv4(rewritten))(call.pair.to_inside)
 
     # --- switch feedback and time --------------------------------------------------------

@@ -3,11 +3,14 @@
 Messages are Ryu parser objects made with ``datapath=None`` (as Faucet does):
 plain data that the pure gateway logic can build, tests can inspect or feed to
 the fake table, and the Ryu glue binds to a datapath just before sending.
+Actions and matches are never changed once built, so the ones that recur in
+every call's flows are made once and shared (Ryu's constructors are slow).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -39,19 +42,23 @@ def goto_table(table_id: int) -> Instruction:
     return parser.OFPInstructionGotoTable(table_id)
 
 
+@lru_cache(maxsize=4096)
 def output(port: int) -> Action:
     return parser.OFPActionOutput(port, 0)
 
 
+@lru_cache(maxsize=1)
 def output_controller() -> Action:
     """Send the whole packet: the ALG needs every byte of the payload."""
     return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
 
 
+@lru_cache(maxsize=4096)
 def set_field(**field: Any) -> Action:
     return parser.OFPActionSetField(**field)
 
 
+@lru_cache(maxsize=1)
 def dec_ip_ttl() -> Action:
     return parser.OFPActionDecNwTtl()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,10 @@ class GrePair:
             self.inward_packets, self.inward_bytes = packets, octets
 
 
+@lru_cache(maxsize=4096)
 def _gre_match(src: IPv4Address, dst: IPv4Address) -> parser.OFPMatch:
-    # Fields already in OXM order and normal form: skips Ryu's slow normalisation.
+    # Fields already in OXM order and normal form: skips Ryu's slow normalisation. Shared
+    # by a key's add and delete flow-mods (a match is never changed once built).
     return parser.OFPMatch(_ordered_fields=[
         ("eth_type", ofmsg.ETH_TYPE_IPV4), ("ip_proto", ofmsg.IP_PROTO_GRE),
         ("ipv4_src", str(src)), ("ipv4_dst", str(dst))])

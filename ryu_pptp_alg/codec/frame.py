@@ -2,15 +2,16 @@
 
 Pure and symmetric like the PPTP codecs: ``build_*(parse_*(b)) == b`` for a
 valid ``b`` (IPv4 and TCP checksums are verified on parse, computed on build).
+Headers are named tuples: immutable, cheap to make on every packet-in, and
+``_replace`` gives the rewritten copy a NAT needs.
 Only what a NAT needs: no VLAN tags, no IP fragment reassembly.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Final
+from typing import Final, NamedTuple
 
 ETH_TYPE_IPV4: Final = 0x0800
 ETH_TYPE_ARP: Final = 0x0806
@@ -87,8 +88,7 @@ _addresses: dict[bytes, IPv4Address] = {}
 _mac_bytes: dict[str, bytes] = {}
 
 
-@dataclass(frozen=True)
-class Ethernet:
+class Ethernet(NamedTuple):
     dst: str
     src: str
     ethertype: int
@@ -112,8 +112,7 @@ def build_ethernet(frame: Ethernet, pad: bool = True) -> bytes:
     return data
 
 
-@dataclass(frozen=True)
-class Arp:
+class Arp(NamedTuple):
     op: int
     sender_mac: str
     sender_ip: IPv4Address
@@ -135,8 +134,7 @@ def build_arp(arp: Arp) -> bytes:
                      arp.sender_ip.packed, mac_to_bytes(arp.target_mac), arp.target_ip.packed)
 
 
-@dataclass(frozen=True)
-class Ipv4:
+class Ipv4(NamedTuple):
     src: IPv4Address
     dst: IPv4Address
     protocol: int
@@ -183,8 +181,7 @@ def build_ipv4(packet: Ipv4) -> bytes:
     return header[:10] + checksum.to_bytes(2, "big") + header[12:] + packet.payload
 
 
-@dataclass(frozen=True)
-class Tcp:
+class Tcp(NamedTuple):
     src_port: int
     dst_port: int
     seq: int

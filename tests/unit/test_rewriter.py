@@ -200,3 +200,54 @@ def test_a_stream_parks_only_between_messages_with_nothing_to_repeat():
     translating = StreamRewriter(0, translate)
     translating.segment(0, data)
     assert translating.parked() is None  # a retransmission must get the same translation
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages_st, st.lists(st.integers(0, 2000), max_size=40), st.randoms(),
+       st.integers(0, 2**32 - 1))
+def test_whole_message_path_matches_the_general_path(messages, cuts, rnd, isn):
+    """The one-pass path for segments of whole messages gives exactly what the
+    byte-wise scanner gives, decisions included."""
+    data = b"".join(pptp.build(m) for m in messages)
+    segments = cut(data, cuts)
+    order = list(segments)
+    for i in range(len(order) - 1):
+        if rnd.random() < 0.2:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    order += [s for s in segments if rnd.random() < 0.3]
+    sites: dict[str, list[CallIdSite]] = {"fast": [], "general": []}
+
+    def decider(name):
+        return lambda _, site: (sites[name].append(site), translate(None, site))[1]
+    fast = StreamRewriter(isn, decider("fast"))
+    general = ScannerOnly(isn, decider("general"))
+    for offset, chunk in order:
+        seq = (isn + offset) % 2**32
+        assert fast.segment(seq, chunk) == general.segment(seq, chunk)
+    assert sites["fast"] == sites["general"]
+
+
+class ScannerOnly(StreamRewriter):
+    """Never takes the whole-message path."""
+
+    __slots__ = ()
+
+    def _whole_messages(self, start, payload):
+        return None
+
+
+def test_whole_message_path_is_taken_for_whole_messages():
+    calls = []
+
+    class Spy(StreamRewriter):
+        __slots__ = ()
+
+        def _whole_messages(self, start, payload):
+            result = super()._whole_messages(start, payload)
+            calls.append(result is not None)
+            return result
+    rewriter = Spy(0, translate)
+    data = ocrq(1) + ocrq(2)
+    rewriter.segment(0, data)
+    rewriter.segment(len(data), ocrq(3)[:5])
+    assert calls == [True, False]

@@ -16,7 +16,6 @@ from ryu_pptp_alg.codec.frame import (
     Arp,
     Ethernet,
     FrameError,
-    Ipv4,
     Tcp,
     build_arp,
     build_ethernet,
@@ -53,9 +52,8 @@ def test_parses_what_scapy_builds_and_rebuilds_it_byte_for_byte():
                                                                           2000, 512)
     assert tcp.payload == b"hello" and tcp.has(0x08) and tcp.has(0x10) and not tcp.has(0x02)
     rebuilt = build_ethernet(Ethernet(eth.dst, eth.src, eth.ethertype,
-                                      build_ipv4(Ipv4(**{**ip.__dict__,
-                                                         "payload": build_tcp(tcp, ip.src,
-                                                                              ip.dst)}))))
+                                      build_ipv4(ip._replace(
+                                          payload=build_tcp(tcp, ip.src, ip.dst)))))
     assert rebuilt == raw
 
 
@@ -63,9 +61,8 @@ def test_rewritten_frame_has_checksums_scapy_accepts():
     ip = parse_ipv4(parse_ethernet(scapy_tcp_frame()).payload)
     tcp = parse_tcp(ip.payload, ip.src, ip.dst)
     public = IPv4Address("203.0.113.1")
-    new_tcp = Tcp(**{**tcp.__dict__, "src_port": 1024})
-    new_ip = Ipv4(**{**ip.__dict__, "src": public, "ttl": ip.ttl - 1,
-                     "payload": build_tcp(new_tcp, public, ip.dst)})
+    new_tcp = tcp._replace(src_port=1024)
+    new_ip = ip._replace(src=public, ttl=ip.ttl - 1, payload=build_tcp(new_tcp, public, ip.dst))
     frame = Ether(build_ethernet(Ethernet("02:00:00:00:00:aa", "0e:00:00:00:00:01", 0x0800,
                                           build_ipv4(new_ip))))
     sent_ip, sent_tcp = frame[IP].chksum, frame[TCP].chksum
