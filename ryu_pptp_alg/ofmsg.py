@@ -42,7 +42,7 @@ def goto_table(table_id: int) -> Instruction:
     return parser.OFPInstructionGotoTable(table_id)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
 def output(port: int) -> Action:
     return parser.OFPActionOutput(port, 0)
 
@@ -53,7 +53,7 @@ def output_controller() -> Action:
     return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def set_field(**field: Any) -> Action:
     return parser.OFPActionSetField(**field)
 

@@ -31,7 +31,7 @@ _INSTRUCTION_GOTO = struct.Struct(ofp.OFP_INSTRUCTION_GOTO_TABLE_PACK_STR)
 _SET_FIELD_HEADER = struct.Struct("!HH")
 _VERSION = ofp.OFP_VERSION
 _PAD = bytes(8)
-_CACHE_LIMIT = 4096  # entries per cache
+_CACHE_LIMIT = 1024  # entries per cache
 _DOTTED_QUAD = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 _COLON_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 

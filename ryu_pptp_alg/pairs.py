@@ -86,7 +86,7 @@ class GrePair:
             self.inward_packets, self.inward_bytes = packets, octets
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # recent keys only: a match object is large
 def _gre_match(src: IPv4Address, dst: IPv4Address) -> parser.OFPMatch:
     # Fields already in OXM order and normal form: skips Ryu's slow normalisation. Shared
     # by a key's add and delete flow-mods (a match is never changed once built).

@@ -83,7 +83,7 @@ def address(raw: bytes) -> IPv4Address:
     return known
 
 
-_ADDRESS_CACHE_LIMIT = 4096
+_ADDRESS_CACHE_LIMIT = 1024
 _addresses: dict[bytes, IPv4Address] = {}
 _mac_bytes: dict[str, bytes] = {}
 
