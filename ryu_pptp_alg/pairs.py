@@ -126,6 +126,8 @@ class GreKey:
     public_ip: IPv4Address
     via_controller: bool = False  # its gre_via_controller flow is installed
     fast_pair: GrePair | None = None  # the one pair whose gre_inward flow is installed
+    # Every inside host's pair through this key, usually one.
+    pairs: list[GrePair] = field(default_factory=list)
 
     @property
     def cookie(self) -> int:
@@ -164,24 +166,26 @@ Key = tuple[IPv4Address, IPv4Address]
 
 
 class PairTable:
-    """The pairs of one gateway, by inside/outside/public and by key (outside, public)."""
+    """The pairs of one gateway, by cookie ident and under their key (outside, public)."""
 
     def __init__(self) -> None:
-        self._pairs: dict[tuple[IPv4Address, IPv4Address, IPv4Address], GrePair] = {}
         self._by_ident: dict[int, GrePair] = {}
-        self._by_key: dict[Key, list[GrePair]] = {}
         self.keys: dict[Key, GreKey] = {}
         self._next_ident = 1
 
     def __iter__(self) -> Iterator[GrePair]:
-        return iter(list(self._pairs.values()))
+        return iter(list(self._by_ident.values()))
 
     def __len__(self) -> int:
-        return len(self._pairs)
+        return len(self._by_ident)
 
     def get(self, inside: IPv4Address, outside: IPv4Address,
             public: IPv4Address) -> GrePair | None:
-        return self._pairs.get((inside, outside, public))
+        key = self.keys.get((outside, public))
+        for pair in key.pairs if key is not None else ():
+            if pair.inside_ip == inside:
+                return pair
+        return None
 
     def by_cookie(self, cookie: int) -> GrePair | None:
         decoded = pipeline.decode_cookie(cookie)
@@ -192,7 +196,8 @@ class PairTable:
     def sharing(self, key: Key) -> list[GrePair]:
         """Pairs of every inside host that reaches the key's outside host through its
         public address."""
-        return self._by_key.get(key, [])
+        state = self.keys.get(key)
+        return state.pairs if state is not None else []
 
     def key(self, key: Key) -> GreKey:
         state = self.keys.get(key)
@@ -203,19 +208,16 @@ class PairTable:
     def add(self, inside: IPv4Address, outside: IPv4Address, public: IPv4Address,
             to_inside: Hop, to_outside: Hop) -> GrePair:
         pair = GrePair(self._ident(), inside, outside, public, to_inside, to_outside)
-        self._pairs[(inside, outside, public)] = pair
         self._by_ident[pair.ident] = pair
-        self._by_key.setdefault(pair.key, []).append(pair)
+        self.key((outside, public)).pairs.append(pair)
         return pair
 
     def remove(self, pair: GrePair) -> None:
-        self._pairs.pop((pair.inside_ip, pair.outside_ip, pair.public_ip), None)
+        """The pair goes; its key stays until the caller reconciles it (its flows)."""
         self._by_ident.pop(pair.ident, None)
-        sharing = self._by_key.get(pair.key, [])
-        if pair in sharing:
-            sharing.remove(pair)
-        if not sharing:
-            self._by_key.pop(pair.key, None)
+        state = self.keys.get(pair.key)
+        if state is not None and pair in state.pairs:
+            state.pairs.remove(pair)
 
     def _ident(self) -> int:
         ident = self._next_ident
