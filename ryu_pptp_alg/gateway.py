@@ -126,9 +126,9 @@ class Gateway:
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
         # Indexes for choosing public addresses and ports (outbound connections).
         self._client_public: dict[tuple[IPv4Address, IPv4Address], tuple[IPv4Address, int]] = {}
-        # (server, public) -> (client, connections), or a Counter once several clients share it.
+        # (server, public) -> its client, or the set of them once several share it.
         self._key_clients: dict[tuple[IPv4Address, IPv4Address],
-                                tuple[IPv4Address, int] | Counter[IPv4Address]] = {}
+                                IPv4Address | set[IPv4Address]] = {}
         self._port_cursor: dict[tuple[IPv4Address, int, IPv4Address], int] = {}
         self._pool: list[IPv4Address] = []
         self._refresh_pool()
@@ -348,30 +348,36 @@ class Gateway:
         raise RuntimeError(f"no free port on {public} towards {server}")
 
     def _track_outbound(self, conn: ControlConnection, delta: int) -> None:
-        """Keep the indexes behind _choose_public: who uses which public address."""
+        """Keep the indexes behind _choose_public: who uses which public address. A client
+        keeps one public address per server, so its connection count there is the count
+        on that (server, public) key too."""
         pair_key = (conn.client_ip, conn.server_ip)
         public, count = self._client_public.get(pair_key, (conn.public_ip, 0))
-        if count + delta > 0:
-            self._client_public[pair_key] = (public, count + delta)
+        count += delta
+        if count > 0:
+            self._client_public[pair_key] = (public, count)
         else:
             self._client_public.pop(pair_key, None)
         key = (conn.server_ip, conn.public_ip)
         users = self._key_clients.get(key)
-        if isinstance(users, tuple) and users[0] != conn.client_ip:
-            users = self._key_clients[key] = Counter({users[0]: users[1]})
-        if users is None or isinstance(users, tuple):  # one client: a tuple is enough
-            count = (users[1] if users else 0) + delta
-            if count > 0:
-                self._key_clients[key] = (conn.client_ip, count)
+        client = conn.client_ip
+        if count > 0:  # the client uses the key: one address, or a set once shared
+            if users is None:
+                self._key_clients[key] = client
+            elif isinstance(users, set):
+                users.add(client)
+            elif users != client:
+                self._key_clients[key] = {users, client}
+            return
+        if isinstance(users, set):
+            users.discard(client)
+            if len(users) > 1:
                 return
-            self._key_clients.pop(key, None)
-        else:
-            users[conn.client_ip] += delta
-            if users[conn.client_ip] <= 0:
-                del users[conn.client_ip]
-            if users:
-                return
-            del self._key_clients[key]
+            self._key_clients[key] = users.pop()
+            return
+        if users is None or users != client:
+            return
+        del self._key_clients[key]
         free = self._free_pool.get(conn.server_ip)
         position = self._pool_position.get(conn.public_ip)
         if free is not None and position is not None:

@@ -239,3 +239,17 @@ def test_pool_address_is_reused_once_its_client_is_gone(clock):
     assert third.public[0] == PUBLIC
     again = Peers(switch, 2, sport=40001)  # the second client keeps its address
     assert again.public[0] == PUBLIC2
+
+
+def test_shared_pool_address_is_free_only_once_every_sharer_is_gone(clock):
+    switch = FakeSwitch.create(gateway_config((PUBLIC, PUBLIC2)), clock, TIMEOUTS)
+    switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))
+    first, second, third = Peers(switch, 1), Peers(switch, 2), Peers(switch, 4)
+    assert [p.public[0] for p in (first, second, third)] == [PUBLIC, PUBLIC2, PUBLIC]
+    for leaving in (first, second):  # PUBLIC keeps the third client; PUBLIC2 is free
+        switch.send(leaving.port, leaving.client.segment(fr.TCP_RST))
+    switch.tick(clock, TIMEOUTS.closing_linger)
+    assert Peers(switch, 1, sport=40001).public[0] == PUBLIC2  # not the still-shared PUBLIC
+    switch.send(4, third.client.segment(fr.TCP_RST))
+    switch.tick(clock, TIMEOUTS.closing_linger)
+    assert Peers(switch, 2, sport=40001).public[0] == PUBLIC
