@@ -603,6 +603,8 @@ class Gateway:
         if call.inward_id is not None:
             self.calls_by_inward_id.pop((conn.outside[0], conn.public_ip, call.inward_id), None)
         self._release_public_id(conn, call)
+        if call in conn.calls:  # a long-lived connection keeps only its live calls
+            conn.calls.remove(call)
         pair = call.pair
         if pair is None:
             return []

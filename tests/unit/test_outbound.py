@@ -378,3 +378,19 @@ def test_outside_next_hop_carries_control_and_gre(clock):
         switch.send(port, sender.message(msg))
     (out,) = switch.send(1, CLIENTS[1].gre(SERVER_IP, 0x80))
     assert (out.fields["eth_dst"], out.fields["ipv4_src"]) == (router.mac, str(PUBLIC))
+
+
+def test_closed_calls_do_not_pile_up_on_a_long_lived_connection(switch):
+    """A busy client places call after call on one control connection for days: the
+    controller keeps only the live ones."""
+    peers = Peers(switch, 1)
+    peers.start()
+    for call_id in range(1, 41):
+        peers.call(call_id=call_id, server_call_id=0x100 + call_id)
+        peers.from_client(pptp.CallClearRequest(call_id=call_id))
+        peers.from_server(pptp.CallDisconnectNotify(call_id=0x100 + call_id))
+    peers.call(call_id=99, server_call_id=0x199)
+    (conn,) = switch.gateway.conns_inside.values()
+    assert [call.client_call_id for call in conn.calls] == [99]
+    assert len(switch.gateway.calls_by_inward_id) == 1 and len(switch.gateway.pairs) == 1
+    assert [c["client_call_id"] for c in only_session(switch)["calls"]] == [99]
