@@ -537,6 +537,21 @@ def _compile(cls: type[Message]) -> tuple[struct.Struct, tuple[str, ...]]:
 _BODIES: Final = {cls: _compile(cls) for cls in MESSAGE_CLASSES.values()}
 
 
+def _parse_plan(cls: type[Message]) -> tuple[tuple[tuple[int, str], ...],
+                                              tuple[tuple[int, bool], ...]]:
+    """Where the reserved fields are in the unpacked body, and which exposed fields are
+    padded strings: worked out once per message class."""
+    names = _BODIES[cls][1]
+    codes = [code for _, code in cls._LAYOUT]
+    reserved = tuple((i, n) for i, n in enumerate(names) if n.startswith("reserved"))
+    exposed = tuple((i, isinstance(codes[i], int)) for i, n in enumerate(names)
+                    if not n.startswith("reserved"))
+    return reserved, exposed
+
+
+_PARSE_PLANS: Final = {cls: _parse_plan(cls) for cls in MESSAGE_CLASSES.values()}
+
+
 def _field_offset(cls: type[Message], name: str) -> int:
     """Byte offset of field ``name`` from the start of the message."""
     codes = ""
@@ -601,24 +616,21 @@ def parse(data: bytes) -> Message:
     """Decode exactly one complete control message."""
     data = bytes(data)
     length, cls = _check_header(data)
-    name = message_name(cls.TYPE)
+
+    def name() -> str:  # for error messages only
+        return message_name(cls.TYPE)
     if length != cls.LENGTH:
-        raise BadLength(f"{name}: length {length}, expected {cls.LENGTH}")
+        raise BadLength(f"{name()}: length {length}, expected {cls.LENGTH}")
     if len(data) < length:
-        raise TruncatedMessage(f"{name}: {len(data)} bytes, expected {length}")
+        raise TruncatedMessage(f"{name()}: {len(data)} bytes, expected {length}")
     if len(data) > length:
-        raise BadLength(f"{name}: {len(data) - length} bytes after the {length}-byte message")
-    body, names = _BODIES[cls]
-    values = {}
-    for field_name, value in zip(names, body.unpack_from(data, HEADER_LEN), strict=True):
-        if field_name.startswith("reserved"):
-            if value:
-                raise BadReservedField(f"{name}: {field_name} is nonzero ({value!r})")
-        elif isinstance(value, bytes):
-            values[field_name] = value.rstrip(b"\x00")
-        else:
-            values[field_name] = value
-    return cls(**values)
+        raise BadLength(f"{name()}: {len(data) - length} bytes after the {length}-byte message")
+    values = _BODIES[cls][0].unpack_from(data, HEADER_LEN)
+    reserved, exposed = _PARSE_PLANS[cls]
+    for i, field_name in reserved:
+        if values[i]:
+            raise BadReservedField(f"{name()}: {field_name} is nonzero ({values[i]!r})")
+    return cls(*[values[i].rstrip(b"\x00") if padded else values[i] for i, padded in exposed])
 
 
 def build(msg: Message) -> bytes:
