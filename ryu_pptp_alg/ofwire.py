@@ -11,8 +11,8 @@ message, action, instruction or value outside those shapes is handed to Ryu.
 
 from __future__ import annotations
 
-import re
 import struct
+from socket import inet_aton, inet_ntoa
 from typing import Any
 
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -32,8 +32,6 @@ _SET_FIELD_HEADER = struct.Struct("!HH")
 _VERSION = ofp.OFP_VERSION
 _PAD = bytes(8)
 _CACHE_LIMIT = 1024  # entries per cache
-_DOTTED_QUAD = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
-_COLON_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 # OpenFlow basic OXM fields by name: (field number, value size, Ryu's converter or None
 # for plain integers).
@@ -141,15 +139,22 @@ def _value(name: str, value: Any, size: int, converter: Any) -> bytes:
 
 
 def _canonical(text: Any, size: int) -> bytes | None:
-    """Canonical dotted-quad IPv4 or colon-separated MAC text without netaddr; None for
-    anything else (Ryu converts it)."""
+    """Canonical dotted-quad IPv4 or colon-separated MAC text, converted in C; None for
+    anything else (Ryu converts it). Canonical means it survives the round trip."""
     if type(text) is not str:
         return None
-    if size == 4 and _DOTTED_QUAD.fullmatch(text):
-        octets = [int(part) for part in text.split(".")]
-        return bytes(octets) if max(octets) <= 255 else None
-    if size == 6 and _COLON_MAC.fullmatch(text):
-        return bytes.fromhex(text.replace(":", ""))
+    if size == 4:
+        try:
+            raw = inet_aton(text)
+        except OSError:
+            return None
+        return raw if inet_ntoa(raw) == text else None
+    if size == 6 and len(text) == 17:
+        try:
+            raw = bytes.fromhex(text.replace(":", ""))
+        except ValueError:
+            return None
+        return raw if len(raw) == 6 and raw.hex(":") == text.lower() else None
     return None
 
 

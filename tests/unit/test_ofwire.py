@@ -154,7 +154,8 @@ def test_packet_out_without_actions_keeps_its_data() -> None:
 
 
 @pytest.mark.parametrize("value", ["10.0.0.1", "255.255.255.255", "0.0.0.0", "256.1.1.1",
-                                   "010.0.0.1", " 10.0.0.1"])
+                                   "010.0.0.1", " 10.0.0.1", "1.2.3", "0x1.2.3.4", "10.0.0.1 ",
+                                   "1.2.3.4.5", ""])
 def test_address_text_converts_like_ryu_or_is_left_to_it(value: str) -> None:
     flow = ofmsg.flow_add(0, 1, ofmsg.match(eth_type=0x0800, ipv4_dst="192.0.2.1"),
                           [ofmsg.apply_actions([ofmsg.set_field(ipv4_src=value)])], cookie=1)
@@ -168,9 +169,11 @@ def test_address_text_converts_like_ryu_or_is_left_to_it(value: str) -> None:
 
 
 @pytest.mark.parametrize("value", ["02:00:00:00:00:01", "FF:ff:00:00:00:0a", "2:0:0:0:0:1",
-                                   "02-00-00-00-00-01"])
+                                   "02-00-00-00-00-01", "02:00:00:00:00:0g", "0200:00:00:00:01",
+                                   "02 00 00 00 00 01", "02:00:00:00:00:01:"])
 def test_mac_text_converts_like_ryu_or_is_left_to_it(value: str) -> None:
-    flow = ofmsg.flow_add(0, 1, ofmsg.match(eth_dst=value), [], cookie=1)
+    flow = ofmsg.flow_add(0, 1, ofmsg.match(in_port=1),
+                          [ofmsg.apply_actions([ofmsg.set_field(eth_dst=value)])], cookie=1)
     try:
         expected = ryu_bytes(flow, 3)
     except Exception as refused:
