@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "bench"
 BENCHMARKS = [  # (name, script, extra arguments)
     ("controlplane", "bench/controlplane.py", []),
+    ("heap", "bench/heap.py", []),
     ("dataplane", "bench/dataplane.py", []),
     ("endtoend", "bench/endtoend.py", ["--rounds", "7"]),
 ]
