@@ -575,8 +575,8 @@ RYU_MANAGER_WITH_SHIM = ("from ryu_pptp_alg import compat; compat.apply(); impor
 def measure_floor(settings: Settings, messages: int, window: int,
                   index: int) -> dict[str, Any]:
     """Ryu and eventlet alone: packet-ins answered per second by ``echo_app.py``, with
-    ``window`` packet-ins outstanding. Each ALG call set-up costs 7 such messages in
-    (6 packet-ins, 1 barrier reply) and about 12 out."""
+    ``window`` packet-ins outstanding. Each ALG call set-up costs 8 messages in
+    (6 packet-ins, 2 barrier replies) and 12 out."""
     port = free_port()
     log = settings.workdir / f"floor-{index}.log"
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -879,9 +879,10 @@ def markdown(results: dict[str, Any]) -> str:
     if results["floor"]:
         lines += ["", "Ryu floor: `bench/echo_app.py` under the same `ryu-manager` answers each "
                   "packet-in with one packet-out and does nothing else. A call set-up through "
-                  "the ALG is 7 such messages in (6 packet-ins, 1 barrier reply) and about 12 "
-                  "out.", "", "| packet-ins in flight | packet-ins/s | controller CPU µs "
-                  "per packet-in | CPU share |", "|---:|---:|---:|---:|"]
+                  "the ALG is 8 messages in (6 packet-ins, 2 barrier replies) and 12 out "
+                  "(6 packet-outs, 4 flow-mods, 2 barriers).", "",
+                  "| packet-ins in flight | packet-ins/s | controller CPU µs per packet-in "
+                  "| CPU share |", "|---:|---:|---:|---:|"]
         for f in results["floor"]:
             lines.append(f"| {f['window']} | {f['packet_ins_per_s']:.0f} | "
                          f"{f['controller_cpu_us_per_message']:.1f} | "

@@ -202,7 +202,7 @@ def markdown(result: dict[str, Any]) -> str:
         "## The ALG alone: gateway logic and heap per call (no Ryu)", "",
         f"Command: `{result['command']}`  ",
         f"Date: {result['date']}; took {result['elapsed_s']} s  ",
-        f"Machine: {result['machine']['summary']}", "",
+        f"{result['machine']['summary']}", "",
         f"{result['measured_calls']} outbound set-ups ({result['pool']} public addresses, "
         f"{result['servers']} servers) driven into one `Gateway` in-process, messages "
         "encoded with `ofwire`, barriers answered at once:", "",
