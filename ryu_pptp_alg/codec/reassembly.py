@@ -6,6 +6,10 @@ internally.  In-order bytes go to a framing buffer that is cut into messages
 by the 2-byte Length prefix; out-of-order bytes wait in merged intervals until
 the gap before them is filled.  Bytes before the next expected byte
 (retransmissions) are dropped, so every message is yielded exactly once.
+
+The ALG's rewriter (``rewriter.py``) cuts its stream into messages itself, in the
+same pass that translates call IDs; this standalone reassembler is the reference
+its framing is tested against, and the tool for anything that only reads messages.
 """
 
 from __future__ import annotations
