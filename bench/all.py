@@ -100,7 +100,11 @@ def limits(control: dict[str, Any] | None, heap: dict[str, Any] | None) -> str:
         "N set-ups always in flight each waits behind the others (about N / rate). "
         "Open-loop latency at a rate the controller sustains is a few milliseconds; it "
         "grows near saturation, which comes sooner when set-ups arrive one by one and Ryu "
-        "cannot batch them.")
+        "cannot batch them. The open-loop runs are seconds long; over minutes CPython's "
+        f"full garbage collections add a pause of about {heap['full_gc_pause_ms']:.0f} ms "
+        f"with {heap['calls']:,} calls up (it grows with the calls: "
+        f"{heap['gc_tracked_objects_per_call']:.0f} tracked objects each), each time the "
+        "long-lived objects have grown by a quarter.")
 
 
 def main() -> int:

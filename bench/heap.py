@@ -138,6 +138,9 @@ def measure(calls: int, pool: int, servers: int, top: int) -> dict[str, Any]:
         driver.call(i)
     cpu = time.process_time() - started
     busy = driver.busy - busy0
+    messages = driver.messages - messages0
+    del driver  # one gateway's objects at a time: the GC pause below is the traced one's
+    gc.collect()
     traced = Driver(pool, servers)
     for i in range(warm):
         traced.call(i)
@@ -149,6 +152,13 @@ def measure(calls: int, pool: int, servers: int, top: int) -> dict[str, Any]:
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
+    # A full collection walks every tracked object: the pause the controller takes
+    # whenever CPython decides to run one (about each time the long-lived objects grew
+    # by a quarter), with this many calls up.
+    gc_started = time.perf_counter()
+    gc.collect()
+    gc_pause = time.perf_counter() - gc_started
+    tracked = len(gc.get_objects())
     measured = calls - warm
     stats = after.compare_to(before, "lineno")
     total = sum(stat.size_diff for stat in stats)
@@ -159,9 +169,11 @@ def measure(calls: int, pool: int, servers: int, top: int) -> dict[str, Any]:
             "gateway_cpu_us_per_setup": round(1e6 * busy / measured, 1),
             "setups_per_s_gateway_alone": round(measured / busy, 1) if busy else 0.0,
             "driver_cpu_us_per_setup": round(1e6 * (cpu - busy) / measured, 1),
-            "messages_per_setup": round((driver.messages - messages0) / measured, 2),
+            "messages_per_setup": round(messages / measured, 2),
             "heap_bytes_per_call": round(total / measured, 1),
-            "sessions": len(traced.gateway.conns_inside), "top_sites": sites}
+            "sessions": len(traced.gateway.conns_inside), "top_sites": sites,
+            "full_gc_pause_ms": round(1000 * gc_pause, 1), "gc_tracked_objects": tracked,
+            "gc_tracked_objects_per_call": round(tracked / calls, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gateway alone: {result['gateway_cpu_us_per_setup']:.0f} us CPU per set-up "
           f"({result['setups_per_s_gateway_alone']:.0f}/s), "
           f"{result['messages_per_setup']:.1f} messages out per set-up; "
-          f"heap {result['heap_bytes_per_call'] / 1024:.2f} KiB per established call")
+          f"heap {result['heap_bytes_per_call'] / 1024:.2f} KiB per established call; a full "
+          f"garbage collection with {calls} calls up takes {result['full_gc_pause_ms']:.0f} ms "
+          f"({result['gc_tracked_objects_per_call']:.0f} tracked objects per call)")
     for site in result["top_sites"]:
         print(f"  {site['bytes_per_call']:7.0f} B/call  {site['site']}")
     if args.json:
@@ -207,10 +221,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['servers']} servers) driven into one `Gateway` in-process, messages "
         "encoded with `ofwire`, barriers answered at once:", "",
         "| gateway CPU µs per set-up | set-ups/s, gateway alone | messages out per set-up "
-        "| Python heap per established call |", "|---:|---:|---:|---:|",
+        "| Python heap per established call | full GC pause with all calls up "
+        "| GC-tracked objects per call |", "|---:|---:|---:|---:|---:|---:|",
         f"| {result['gateway_cpu_us_per_setup']:.0f} | "
         f"{result['setups_per_s_gateway_alone']:.0f} | {result['messages_per_setup']:.1f} | "
-        f"{result['heap_bytes_per_call'] / 1024:.2f} KiB |", "",
+        f"{result['heap_bytes_per_call'] / 1024:.2f} KiB | {result['full_gc_pause_ms']:.0f} ms "
+        f"| {result['gc_tracked_objects_per_call']:.1f} |", "",
+        "CPython runs a full collection about each time the long-lived objects have grown "
+        "by a quarter; it walks every tracked object, so the pause grows with the calls up "
+        "and stops the controller while it lasts.", "",
         "Where an established call's heap goes (tracemalloc, by allocation site):", "",
         "| bytes per call | allocated at |", "|---:|---|"]
     lines += [f"| {s['bytes_per_call']:.0f} | `{s['site']}` |" for s in result["top_sites"]]
