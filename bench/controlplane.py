@@ -740,7 +740,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="check every packet-out (checksums, NAT); on with --quick")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write a Markdown section here")
-    parser.add_argument("--workdir", type=Path, help="controller logs (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the controller logs here (default: a temp dir, removed "
+                             "after a successful run)")
     parser.add_argument("--profile", type=Path,
                         help="sample the controller with py-spy; collapsed stacks go here")
     args = parser.parse_args(argv)
@@ -768,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_state(),
         "setup": {"pool": args.pool, "servers": args.servers, "timeouts": TIMEOUTS,
                   "repeat": repeat, "memory_window": args.memory_window, "verify": verify,
-                  "workdir": str(workdir)},
+                  "workdir": str(workdir) if args.workdir else None},
         "concurrency": [], "offered": [], "floor": [], "memory": None,
     }
     for scenario in scenarios:
@@ -798,6 +800,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(results))
+    if args.workdir is None:  # a failed run never gets here: its logs stay for a look
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
