@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,7 @@ def main() -> int:
         args.markdown.write_text(
             f"### End to end with the real peers\n\nCommand: `{command.strip()}`\n\n"
             f"{result['machine']['summary']}\n\n{table}\n")
+    shutil.rmtree(workdir, ignore_errors=True)  # captures and logs: kept only if it failed
     return 0
 
 
