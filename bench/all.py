@@ -102,7 +102,8 @@ def limits(control: dict[str, Any] | None, heap: dict[str, Any] | None) -> str:
         "grows near saturation, which comes sooner when set-ups arrive one by one and Ryu "
         "cannot batch them. The open-loop runs are seconds long; over minutes CPython's "
         f"full garbage collections add a pause of about {heap['full_gc_pause_ms']:.0f} ms "
-        f"with {heap['calls']:,} calls up (it grows with the calls: "
+        f"with {heap['calls']:,} calls up ({heap['full_gc_pause_unfrozen_ms']:.0f} ms before "
+        "the app froze its startup objects; it grows with the calls: "
         f"{heap['gc_tracked_objects_per_call']:.0f} tracked objects each), each time the "
         "long-lived objects have grown by a quarter.")
 
