@@ -58,8 +58,9 @@ def load_configured() -> AlgConfig:
 def freeze_startup_objects() -> None:
     """Keep what is loaded by now (Ryu, its OpenFlow parsers, the configuration) out of
     the garbage collector's full passes. It lives as long as the process anyway, and
-    walking it again on every full collection stopped the controller for about 60 ms
-    even with few calls up (4 ms without it; ``bench/heap.py`` measures the pause)."""
+    walking it again on every full collection stopped the controller for tens of
+    milliseconds even with few calls up (``bench/heap.py`` measures the pause both
+    ways)."""
     gc.collect()
     gc.freeze()
 
