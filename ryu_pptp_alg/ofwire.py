@@ -12,6 +12,7 @@ message, action, instruction or value outside those shapes is handed to Ryu.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from socket import inet_aton, inet_ntoa
 from typing import Any
 
@@ -39,9 +40,6 @@ _FIELDS: dict[str, tuple[int, int, Any]] = {
     t.name: (t.num, t.type.size, None if type(t.type).__name__ == "IntDescr" else t.type)
     for t in ofp.oxm_types if isinstance(t, OpenFlowBasic)
 }
-# Encoded matches and set-field actions by value: the same few recur in every flow-mod.
-_matches: dict[tuple[tuple[str, Any], ...], bytes] = {}
-_set_fields: dict[tuple[str, Any], bytes] = {}
 _UNTOUCHED_WILDCARDS = parser.FlowWildcards().__dict__  # a match made with the new API
 
 
@@ -101,20 +99,23 @@ def _match(match: Any) -> bytes:
     if type(match) is not parser.OFPMatch or (match.fields and not match._fields2) \
             or match._wc.__dict__ != _UNTOUCHED_WILDCARDS:
         raise _Unsupported("match built with Ryu's old API")
-    key = tuple(match._fields2)
-    raw = _matches.get(key)
-    if raw is None:
-        fields = b"".join([_oxm(name, value) for name, value in key])
-        length = _MATCH_HEADER.size + len(fields)
-        raw = _MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + fields + _PAD[:-length % 8]
-        _remember(_matches, key, raw)
-    return raw
+    return _encoded_match(tuple(match._fields2))
 
 
-def _remember(cache: dict[Any, bytes], key: Any, raw: bytes) -> None:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = raw
+# Encoded matches and set-field actions by value: the same few recur in every flow-mod.
+@lru_cache(maxsize=_CACHE_LIMIT)
+def _encoded_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
+    oxms = b"".join([_oxm(name, value) for name, value in fields])
+    length = _MATCH_HEADER.size + len(oxms)
+    return _MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + oxms + _PAD[:-length % 8]
+
+
+@lru_cache(maxsize=_CACHE_LIMIT)
+def _encoded_set_field(name: str, value: Any) -> bytes:
+    oxm = _oxm(name, value)
+    length = -(-(_SET_FIELD_HEADER.size + len(oxm)) // 8) * 8
+    return _SET_FIELD_HEADER.pack(ofp.OFPAT_SET_FIELD, length) + oxm \
+        + _PAD[:length - _SET_FIELD_HEADER.size - len(oxm)]
 
 
 def _oxm(name: str, value: Any) -> bytes:
@@ -178,15 +179,7 @@ def _action(action: Any) -> bytes:
     if kind is parser.OFPActionSetField:
         if action._composed_with_old_api():
             raise _Unsupported("set-field built with the old API")
-        key = (action.key, action.value)
-        raw = _set_fields.get(key)
-        if raw is None:
-            oxm = _oxm(action.key, action.value)
-            length = -(-(_SET_FIELD_HEADER.size + len(oxm)) // 8) * 8
-            raw = _SET_FIELD_HEADER.pack(ofp.OFPAT_SET_FIELD, length) + oxm \
-                + _PAD[:length - _SET_FIELD_HEADER.size - len(oxm)]
-            _remember(_set_fields, key, raw)
-        return raw
+        return _encoded_set_field(action.key, action.value)
     if kind is parser.OFPActionDecNwTtl:
         return _ACTION_HEADER.pack(ofp.OFPAT_DEC_NW_TTL, _ACTION_HEADER.size)
     raise _Unsupported(kind.__name__)

@@ -10,6 +10,7 @@ Only what a NAT needs: no VLAN tags, no IP fragment reassembly.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import Final, NamedTuple
 
@@ -40,15 +41,11 @@ class FrameError(ValueError):
     """A frame the controller cannot use; the message says why."""
 
 
+@lru_cache(maxsize=1024)  # the same few MACs recur in every frame the gateway builds
 def mac_to_bytes(mac: str) -> bytes:
-    raw = _mac_bytes.get(mac)
-    if raw is None:
-        raw = bytes.fromhex(mac.replace(":", ""))
-        if len(raw) != 6:
-            raise FrameError(f"bad MAC address {mac!r}")
-        if len(_mac_bytes) >= _ADDRESS_CACHE_LIMIT:
-            _mac_bytes.clear()
-        _mac_bytes[mac] = raw
+    raw = bytes.fromhex(mac.replace(":", ""))
+    if len(raw) != 6:
+        raise FrameError(f"bad MAC address {mac!r}")
     return raw
 
 
@@ -73,19 +70,10 @@ def internet_checksum(data: bytes) -> int:
     return ~_fold(_words(data)) & 0xFFFF
 
 
+@lru_cache(maxsize=1024)
 def address(raw: bytes) -> IPv4Address:
     """The address of 4 raw bytes; the same few addresses recur, so they are shared."""
-    known = _addresses.get(raw)
-    if known is None:
-        if len(_addresses) >= _ADDRESS_CACHE_LIMIT:
-            _addresses.clear()
-        known = _addresses[bytes(raw)] = IPv4Address(raw)
-    return known
-
-
-_ADDRESS_CACHE_LIMIT = 1024
-_addresses: dict[bytes, IPv4Address] = {}
-_mac_bytes: dict[str, bytes] = {}
+    return IPv4Address(raw)
 
 
 class Ethernet(NamedTuple):
