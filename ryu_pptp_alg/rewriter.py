@@ -172,11 +172,7 @@ class StreamRewriter:
                     if patched is None:
                         patched = bytearray(data)
                     patched[at + offset:at + offset + 2] = new.to_bytes(2, "big")
-                    if self._patches is None:
-                        self._patches = {}
-                    self._patches[start + at + offset] = new >> 8
-                    self._patches[start + at + offset + 1] = new & 0xFF
-                    self._prune_patches()
+                    self._record_patch(start + at + offset, new)
             messages.append(StreamMessage(message_seq, data[at:at + length]))
         self._emitted = self._scanned = self._msg_start = start + size
         emit = Emit((self.base + start) % SEQ_MOD, data if patched is None else bytes(patched),
@@ -321,13 +317,16 @@ class StreamRewriter:
             site = CallIdSite((self.base + self._msg_start) % SEQ_MOD, msg_type, name, value)
             new = self.decide(self.context, site)
             if new != value:
-                if self._patches is None:
-                    self._patches = {}
-                field_start = self._msg_start + offset
-                self._patches[field_start] = new >> 8
-                self._patches[field_start + 1] = new & 0xFF
-                self._prune_patches()
+                self._record_patch(self._msg_start + offset, new)
         return None
+
+    def _record_patch(self, field_start: int, value: int) -> None:
+        """The call-ID field at ``field_start`` goes out as ``value``, retransmissions too."""
+        if self._patches is None:
+            self._patches = {}
+        self._patches[field_start] = value >> 8
+        self._patches[field_start + 1] = value & 0xFF
+        self._prune_patches()
 
     def _prune_patches(self) -> None:
         """Patches far behind the stream are never needed for retransmissions."""

@@ -37,6 +37,16 @@ def cut(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
     return [(a, data[a:b]) for a, b in itertools.pairwise(points) if b > a]
 
 
+def arrival_order(segments: list[tuple[int, bytes]], rnd) -> list[tuple[int, bytes]]:
+    """The segments as the network delivers them: a few neighbours swapped, some
+    retransmitted at the end."""
+    order = list(segments)
+    for i in range(len(order) - 1):
+        if rnd.random() < 0.2:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    return order + [s for s in segments if rnd.random() < 0.3]
+
+
 class Wire:
     """What the receiver reassembles from the forwarded segments."""
 
@@ -61,12 +71,7 @@ class Wire:
 def test_any_segmentation_forwards_the_translated_stream(messages, cuts, rnd, isn):
     data = b"".join(pptp.build(m) for m in messages)
     segments = cut(data, cuts)
-    # Reorder a little and retransmit some segments.
-    order = list(segments)
-    for i in range(len(order) - 1):
-        if rnd.random() < 0.2:
-            order[i], order[i + 1] = order[i + 1], order[i]
-    order += [s for s in segments if rnd.random() < 0.3]
+    order = arrival_order(segments, rnd)
     sites: list[CallIdSite] = []
     rewriter = StreamRewriter(isn, lambda _, site: (sites.append(site), translate(None, site))[1])
     wire, seen = Wire(isn), []
@@ -171,11 +176,7 @@ def test_parking_between_messages_changes_nothing(messages, cuts, rnd, isn):
     exactly like one kept all along (reordering and retransmissions included)."""
     data = b"".join(pptp.build(m) for m in messages)
     segments = cut(data, cuts)
-    order = list(segments)
-    for i in range(len(order) - 1):
-        if rnd.random() < 0.2:
-            order[i], order[i + 1] = order[i + 1], order[i]
-    order += [s for s in segments if rnd.random() < 0.3]
+    order = arrival_order(segments, rnd)
     decide = translate if rnd.random() < 0.5 else (lambda _, site: site.value)
     kept = StreamRewriter(isn, decide)
     state: StreamRewriter | int = isn
@@ -210,11 +211,7 @@ def test_whole_message_path_matches_the_general_path(messages, cuts, rnd, isn):
     byte-wise scanner gives, decisions included."""
     data = b"".join(pptp.build(m) for m in messages)
     segments = cut(data, cuts)
-    order = list(segments)
-    for i in range(len(order) - 1):
-        if rnd.random() < 0.2:
-            order[i], order[i + 1] = order[i + 1], order[i]
-    order += [s for s in segments if rnd.random() < 0.3]
+    order = arrival_order(segments, rnd)
     sites: dict[str, list[CallIdSite]] = {"fast": [], "general": []}
 
     def decider(name):
