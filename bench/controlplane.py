@@ -72,13 +72,15 @@ SYN = fr.TCP_SYN
 PSH_ACK = fr.TCP_ACK | fr.TCP_PSH
 
 
-def gateway_config(pool: int, timeouts: dict[str, float] | None = None) -> dict[str, Any]:
+def gateway_config(pool: int, timeouts: dict[str, float] | None = None,
+                   switch_profile: str = "ovs") -> dict[str, Any]:
     return {
         "gateways": [{
             "dpid": DPID, "name": "bench", "inside_ports": [1, 2],
             "outside_ports": [OUTSIDE_PORT], "inside_address": INSIDE_ADDRESS,
             "public_addresses": [str(PUBLIC_BASE + i) for i in range(pool)],
             "outside_next_hop": str(ROUTER), "gateway_mac": GATEWAY_MAC,
+            "switch_profile": switch_profile,
         }],
         "timeouts": timeouts or TIMEOUTS,
     }
@@ -476,6 +478,7 @@ class Settings:
     timeout: float
     profile: Path | None = None  # py-spy collapsed stacks of the controller go here
     verify: bool = False
+    switch_profile: str = "ovs"  # the simulated switch runs messages in order, as OVS does
 
 
 def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes] | None:
@@ -499,7 +502,8 @@ def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
 def with_controller(settings: Settings, name: str,
                     body: Callable[[Session], Any]) -> Any:
     """Start a fresh controller, connect the simulated switch, run ``body``, stop."""
-    controller = Controller(gateway_config(settings.pool), settings.workdir / name)
+    controller = Controller(gateway_config(settings.pool, switch_profile=settings.switch_profile),
+                            settings.workdir / name)
     controller.start()
     assert controller.process is not None
     profiler = start_profiler(settings, name, controller.process.pid)
@@ -575,8 +579,8 @@ RYU_MANAGER_WITH_SHIM = ("from ryu_pptp_alg import compat; compat.apply(); impor
 def measure_floor(settings: Settings, messages: int, window: int,
                   index: int) -> dict[str, Any]:
     """Ryu and eventlet alone: packet-ins answered per second by ``echo_app.py``, with
-    ``window`` packet-ins outstanding. Each ALG call set-up costs 8 messages in
-    (6 packet-ins, 2 barrier replies) and 12 out."""
+    ``window`` packet-ins outstanding. Each ALG call set-up costs 6 packet-ins and 10
+    messages out (switch profile ovs; openflow adds 2 barriers and 2 replies)."""
     port = free_port()
     log = settings.workdir / f"floor-{index}.log"
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -678,6 +682,7 @@ class Scenario:
     pool: int
     servers: int
     levels: list[int]
+    switch_profile: str = "ovs"
 
     def describe(self) -> str:
         return f"{self.pool} public address(es), {self.servers} server(s)"
@@ -690,16 +695,18 @@ def run_scenario(settings: Settings, scenario: Scenario, repeat: int,
         calls = calls_for(level, quick)
         runs = []
         for i in range(repeat):
-            name = f"{scenario.name}-c{level}-{i}"
+            name = f"{scenario.name}-{scenario.switch_profile}-c{level}-{i}"
             run = measure_concurrency(settings, level, calls, name)
             runs.append(run)
-            print(f"{scenario.name:>6} concurrency {level:>6}: run {i + 1}/{repeat}: "
+            print(f"{scenario.name:>6} {scenario.switch_profile:>8} concurrency {level:>6}: "
+                  f"run {i + 1}/{repeat}: "
                   f"{run['completed']}/{calls} set-ups, {run['setups_per_s']:.0f}/s, "
                   f"p50 {run['latency_p50_ms']:.1f} ms, p99 {run['latency_p99_ms']:.1f} ms, "
                   f"fast/slow {run['fast_path_calls']}/{run['slow_path_calls']}", flush=True)
         entries.append({
             "scenario": scenario.name, "address_plan": scenario.describe(),
-            "concurrency": level, "calls": calls, "runs": runs,
+            "switch_profile": scenario.switch_profile, "concurrency": level, "calls": calls,
+            "runs": runs,
             "summary": {key: spread([r[key] for r in runs]) for key in SUMMARY_KEYS}})
     return entries
 
@@ -709,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="small numbers for a smoke run (< 1 minute)")
     parser.add_argument("--concurrency", type=parse_ints, default=None,
-                        help="calls in flight, comma-separated (default 1,100,10000)")
+                        help="calls in flight, comma-separated (default 1,100,10000; "
+                             "0 skips them)")
     parser.add_argument("--calls-memory", type=parse_ints, default=None,
                         help="established-call checkpoints for RSS (default 10000,50000)")
     parser.add_argument("--repeat", type=int, default=None,
@@ -721,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-concurrency", type=parse_ints, default=None,
                         help="levels for the shared scenario (1 public address, 1 server: "
                              "the slow path); default 100; 0 skips it")
+    parser.add_argument("--openflow-concurrency", type=parse_ints, default=[100],
+                        help="levels run again with switch_profile openflow (barriers); "
+                             "the others use ovs (default 100; empty skips it)")
     parser.add_argument("--offered-rates", type=parse_ints, default=None,
                         help="open-loop set-up rates per second (default 250,500,1000; "
                              "0 skips the open-loop runs)")
@@ -746,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path,
                         help="sample the controller with py-spy; collapsed stacks go here")
     args = parser.parse_args(argv)
-    concurrency = args.concurrency or ([1, 100, 1000] if args.quick else [1, 100, 10000])
+    concurrency = [c for c in (args.concurrency or ([1, 100, 1000] if args.quick
+                                                    else [1, 100, 10000])) if c > 0]
     shared = [c for c in (args.shared_concurrency or [100]) if c > 0]
     checkpoints = sorted(args.calls_memory or ([1000, 3000] if args.quick else [10000, 50000]))
     repeat = args.repeat or (1 if args.quick else 3)
@@ -759,7 +771,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("at most 64,511 calls per controller (one client port each)")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-controlplane-"))
     verify = args.verify or args.quick
-    scenarios = [Scenario("pool", args.pool, args.servers, concurrency)]
+    scenarios = [Scenario("pool", args.pool, args.servers, concurrency)] if concurrency else []
+    if args.openflow_concurrency:
+        scenarios.append(Scenario("pool", args.pool, args.servers, args.openflow_concurrency,
+                                  "openflow"))
     if shared:
         scenarios.append(Scenario("shared", 1, 1, shared))
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
@@ -775,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for scenario in scenarios:
         settings = Settings(scenario.pool, scenario.servers, workdir, args.timeout,
-                            args.profile, verify)
+                            args.profile, verify, scenario.switch_profile)
         results["concurrency"].extend(run_scenario(settings, scenario, repeat, args.quick))
     settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify)
     for i, live in enumerate(live_levels if rates else []):
@@ -790,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     results["memory"] = []
     for i, window in enumerate(args.memory_window):
         memory = measure_memory(settings, checkpoints, window, i)
-        memory["address_plan"] = scenarios[0].describe()
+        memory["address_plan"] = Scenario("pool", args.pool, args.servers, []).describe()
         memory["window"] = window
         results["memory"].append(memory)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
@@ -806,11 +821,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = [f"{'scenario':>8} {'in flight':>9} {'calls':>6} {'setups/s':>18} {'p50 ms':>22} "
-            f"{'p99 ms':>22} {'flows/call':>10} {'ctl ms/setup':>12} {'sim ms/setup':>12}"]
+    rows = [f"{'scenario':>8} {'profile':>8} {'in flight':>9} {'calls':>6} {'setups/s':>18} "
+            f"{'p50 ms':>22} {'p99 ms':>22} {'flows/call':>10} {'ctl ms/setup':>12} "
+            f"{'sim ms/setup':>12}"]
     for level in results["concurrency"]:
         s = level["summary"]
-        rows.append(f"{level['scenario']:>8} {level['concurrency']:>9} {level['calls']:>6} "
+        rows.append(f"{level['scenario']:>8} {level['switch_profile']:>8} "
+                    f"{level['concurrency']:>9} {level['calls']:>6} "
                     f"{fmt(s['setups_per_s'], 0):>18} {fmt(s['latency_p50_ms'], 1):>22} "
                     f"{fmt(s['latency_p99_ms'], 1):>22} "
                     f"{s['flow_entries_per_call']['median']:>10.2f} "
@@ -853,22 +870,28 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['loadavg_at_end']} at end  ",
         f"Code: {git['commit'][:12]}, ALG files modified in the working tree: {modified}  ",
         f"Runs: median [min-max] of {setup['repeat']}, a fresh controller per run", "",
-        "| address plan | calls in flight | set-ups per run | set-ups/s | OCRQ→OCRP p50 ms "
-        "| p99 ms | GRE flow entries per call | fast/slow path calls "
+        "Switch profile (`switch_profile`): `ovs` sends no barriers, since the switch "
+        "runs messages in order, as Open vSwitch and this simulated switch do; `openflow` "
+        "fences each call's flow changes with a barrier and holds the server's reply for "
+        "its answer (any OpenFlow switch).", "",
+        "| address plan | switch profile | calls in flight | set-ups per run | set-ups/s "
+        "| OCRQ→OCRP p50 ms | p99 ms | GRE flow entries per call | fast/slow path calls "
         "| controller CPU ms per set-up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in results["concurrency"]:
         s = level["summary"]
         last = level["runs"][-1]
-        lines.append(f"| {level['address_plan']} | {level['concurrency']} | {level['calls']} | "
+        lines.append(f"| {level['address_plan']} | {level['switch_profile']} | "
+                     f"{level['concurrency']} | {level['calls']} | "
                      f"{fmt(s['setups_per_s'], 0)} | {fmt(s['latency_p50_ms'], 1)} | "
                      f"{fmt(s['latency_p99_ms'], 1)} | "
                      f"{s['flow_entries_per_call']['median']:.2f} | "
                      f"{last['fast_path_calls']}/{last['slow_path_calls']} | "
                      f"{s['controller_cpu_ms_per_setup']['median']:.2f} |")
     if results["offered"]:
-        lines += ["", "Open loop (same address plan): calls kept up, then a new set-up every "
+        lines += ["", "Open loop (same address plan, switch profile ovs): calls kept up, "
+                  "then a new set-up every "
                   "1/rate seconds whatever the controller does, so latency is what a call "
                   "meets at that load rather than a queue the driver builds. One run each.",
                   "", "| calls up | offered set-ups/s | achieved set-ups/s | OCRQ→OCRP p50 ms "
@@ -883,8 +906,8 @@ def markdown(results: dict[str, Any]) -> str:
     if results["floor"]:
         lines += ["", "Ryu floor: `bench/echo_app.py` under the same `ryu-manager` answers each "
                   "packet-in with one packet-out and does nothing else. A call set-up through "
-                  "the ALG is 8 messages in (6 packet-ins, 2 barrier replies) and 12 out "
-                  "(6 packet-outs, 4 flow-mods, 2 barriers).", "",
+                  "the ALG is 6 packet-ins and 10 messages out (6 packet-outs, 4 flow-mods); "
+                  "the openflow profile adds 2 barriers and their 2 replies.", "",
                   "| packet-ins in flight | packet-ins/s | controller CPU µs per packet-in "
                   "| CPU share |", "|---:|---:|---:|---:|"]
         for f in results["floor"]:

@@ -51,6 +51,7 @@ def gateway_config(clients: int = 1, dpid: int = DPID,
         "public_addresses": list(public_addresses),
         "outside_next_hop": None,
         "port_forwards": [],
+        "switch_profile": "ovs",  # Open vSwitch runs OpenFlow messages in order
     }]}
 
 

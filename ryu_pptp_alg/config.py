@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,22 @@ class ConfigError(ValueError):
         self.problem = problem
 
 
+class SwitchProfile(StrEnum):
+    """How the switch orders the OpenFlow messages of one connection.
+
+    ``openflow``: any OpenFlow 1.3 switch. The spec lets a switch reorder messages
+    between barriers, so a barrier keeps a call's GRE flows ahead of the control packet
+    that lets its peers start sending GRE, and the server's reply waits for the barrier's
+    answer. ``ovs``: Open vSwitch runs each message to completion before it reads the
+    next (its barrier handler answers at once for that reason), so flow changes are in
+    place before any later packet-out with no barrier at all: two messages fewer each
+    way per call set-up, and no round trip before the reply goes on.
+    """
+
+    OPENFLOW = "openflow"
+    OVS = "ovs"
+
+
 @dataclass(frozen=True)
 class PortForward:
     """Inbound PPTP: TCP/1723 (and its GRE) to ``public`` goes to ``inside``."""
@@ -52,6 +69,7 @@ class GatewayConfig:
     next_table: int = DEFAULT_NEXT_TABLE
     name: str = ""
     gateway_mac: str = ""
+    switch_profile: SwitchProfile = SwitchProfile.OPENFLOW
 
     def __post_init__(self) -> None:
         if not self.gateway_mac:
@@ -106,6 +124,7 @@ GATEWAY_KEYS = {
     "next_table",
     "name",
     "gateway_mac",
+    "switch_profile",
 }
 REQUIRED_GATEWAY_KEYS = ("dpid", "inside_ports", "outside_ports", "inside_address",
                          "public_addresses")
@@ -194,6 +213,10 @@ def _gateway(entry: Any, key: str) -> GatewayConfig:
             raise ConfigError(f"{key}.gateway_mac", f"{gateway_mac!r} is not a MAC address")
         if int(gateway_mac[:2], 16) & 1:
             raise ConfigError(f"{key}.gateway_mac", f"{gateway_mac} is a multicast address")
+    profile = fields.get("switch_profile", SwitchProfile.OPENFLOW.value)
+    if not isinstance(profile, str) or profile not in set(SwitchProfile):
+        raise ConfigError(f"{key}.switch_profile",
+                          f"{profile!r} is not one of {', '.join(map(str, SwitchProfile))}")
     return GatewayConfig(
         dpid=_dpid(fields["dpid"], f"{key}.dpid"),
         inside_ports=inside_ports,
@@ -205,6 +228,7 @@ def _gateway(entry: Any, key: str) -> GatewayConfig:
         next_table=next_table,
         name=name,
         gateway_mac=gateway_mac.lower() if gateway_mac else "",
+        switch_profile=SwitchProfile(profile),
     )
 
 
@@ -328,6 +352,7 @@ __all__ = [
     "ConfigError",
     "GatewayConfig",
     "PortForward",
+    "SwitchProfile",
     "Timeouts",
     "config_from_dict",
     "load_config",

@@ -49,7 +49,7 @@ from ryu_pptp_alg.codec.frame import (
     parse_tcp,
 )
 from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
-from ryu_pptp_alg.config import GatewayConfig, PortForward, Timeouts
+from ryu_pptp_alg.config import GatewayConfig, PortForward, SwitchProfile, Timeouts
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import (
     Hop,
@@ -133,6 +133,8 @@ class Gateway:
         self._pool: list[IPv4Address] = []
         self._refresh_pool()
         self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
+        # Whether flow changes need a barrier to stay ahead of later packet-outs.
+        self.fenced = config.switch_profile is not SwitchProfile.OVS
         # Bound once: every connection's rewriters share them.
         self._to_server_decider = self._decide_to_server
         self._to_client_decider = self._decide_to_client
@@ -253,9 +255,10 @@ class Gateway:
 
     def _from_server(self, conn: ControlConnection, flow_msgs: list[Any], hold: bool,
                      out: list[Any]) -> list[Any]:
-        """The server's segments: a reply that set up a call waits for its flows."""
+        """The server's segments: a reply that set up a call waits for its flows (on a
+        switch that runs messages in order, being sent after them is enough)."""
         msgs = list(flow_msgs)
-        if hold and conn.held is None:
+        if hold and conn.held is None and self.fenced:
             xid = self._xid()
             barrier = ofmsg.barrier()
             barrier.set_xid(xid)
@@ -545,7 +548,7 @@ class Gateway:
         # Early inward GRE reaches the controller, never the drop flow; the barrier keeps
         # the request behind the flow changes on any switch.
         msgs = self._reconcile(pair.key)
-        return [*msgs, ofmsg.barrier()] if msgs else []
+        return [*msgs, ofmsg.barrier()] if msgs and self.fenced else msgs
 
     def _index_call(self, conn: ControlConnection, call: Call) -> None:
         """Inward GRE names the call by ``call.inward_id``, once that is known."""
@@ -758,6 +761,7 @@ class Gateway:
             "connected": self.connected,
             "connected_since": self.connected_since,
             "gateway_mac": self.mac,
+            "switch_profile": str(config.switch_profile),
             "inside_ports": list(config.inside_ports),
             "outside_ports": list(config.outside_ports),
             "inside_address": str(config.inside_address),

@@ -59,7 +59,8 @@ def alg_net(peers_available, run_id, tmp_path):
         config = {"gateways": [{"dpid": DPID, "inside_ports": [1, 2, 3],
                                 "outside_ports": [OUTSIDE_PORT],
                                 "inside_address": "10.0.0.1/24",
-                                "public_addresses": list(publics)}],
+                                "public_addresses": list(publics),
+                                "switch_profile": "ovs"}],  # (test_outbound: openflow)
                   "timeouts": {"stats_interval": 1}}
         stack = ExitStack()
         controller = stack.enter_context(Controller(config, tmp_path / "ctl"))

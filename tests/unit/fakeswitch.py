@@ -4,7 +4,10 @@
 what the flows send to the controller goes to the gateway, whose messages are
 applied back (flow-mods to the table, packet-outs to the wire, barriers
 answered unless ``hold_barriers``). Everything that leaves a port is recorded
-in ``wire`` as ``(port, frame_bytes_or_field_dict)``.
+in ``wire`` as ``(port, frame_bytes_or_field_dict)``, and every message in
+``messages`` in the order the switch executed it: as sent, or with
+``reorder`` each run between barriers last-first, which the OpenFlow spec
+allows a switch to do.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class FakeSwitch:
     hold_barriers: bool = False
     pending_barriers: list[int] = field(default_factory=list)
     messages: list[Any] = field(default_factory=list)
+    reorder: bool = False
 
     @classmethod
     def create(cls, config: GatewayConfig, clock: FakeClock,
@@ -80,7 +84,7 @@ class FakeSwitch:
         return switch
 
     def apply(self, msgs: list[Any]) -> None:
-        for msg in msgs:
+        for msg in self._execution_order(msgs):
             self.messages.append(msg)
             assert_same_wire(msg)  # what app.py would send is what Ryu would
             if isinstance(msg, parser.OFPPacketOut):
@@ -98,6 +102,19 @@ class FakeSwitch:
                 continue
             else:
                 self.table.apply([msg])
+
+    def _execution_order(self, msgs: list[Any]) -> list[Any]:
+        if not self.reorder:
+            return msgs
+        order: list[Any] = []
+        run: list[Any] = []
+        for msg in msgs:
+            if isinstance(msg, parser.OFPBarrierRequest):
+                order.extend([*reversed(run), msg])
+                run = []
+            else:
+                run.append(msg)
+        return order + run[::-1]
 
     def release_barriers(self) -> None:
         pending, self.pending_barriers = self.pending_barriers, []

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ryu_pptp_alg.config import ConfigError, PortForward, config_from_dict, load_config
+from ryu_pptp_alg.config import (
+    ConfigError,
+    PortForward,
+    SwitchProfile,
+    config_from_dict,
+    load_config,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "etc" / "gateways.example.yaml"
 
@@ -49,6 +55,7 @@ def test_minimal_config():
     assert gateway.outside_next_hop is None
     assert gateway.port_forwards == ()
     assert gateway.next_table == 2
+    assert gateway.switch_profile == SwitchProfile.OPENFLOW
     assert config.gateway(1) is gateway
     assert config.gateway(2) is None
 
@@ -109,6 +116,8 @@ def test_dpid_forms(dpid, expected):
     (with_gateway(port_forwards=[{"public": "203.0.113.1", "inside": "10.0.0.10"}] * 2),
      "gateways[0].port_forwards[1].public", "forwarded twice"),
     (with_gateway(next_table=1), "gateways[0].next_table", "out of range"),
+    (with_gateway(switch_profile="ofs"), "gateways[0].switch_profile", "not one of openflow, ovs"),
+    (with_gateway(switch_profile=["ovs"]), "gateways[0].switch_profile", "not one of"),
     (with_gateway(colour="red"), "gateways[0].colour", "unknown key"),
     ({"gateways": [VALID["gateways"][0], VALID["gateways"][0]]}, "gateways[1].dpid",
      "also gateways[0]"),
@@ -119,6 +128,12 @@ def test_invalid_config_names_key_and_problem(document, key, fragment):
     assert info.value.key == key
     assert fragment in info.value.problem
     assert str(info.value).startswith(key)
+
+
+@pytest.mark.parametrize("profile", ["openflow", "ovs"])
+def test_switch_profile(profile):
+    gateway = config_from_dict(with_gateway(switch_profile=profile)).gateways[0]
+    assert gateway.switch_profile is SwitchProfile(profile)
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

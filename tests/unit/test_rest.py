@@ -80,6 +80,7 @@ def test_gateways_show_connection_state(get, alg):
     assert code == 200
     (gateway,) = body["gateways"]
     assert gateway["dpid"] == 1 and gateway["connected"] is False
+    assert gateway["switch_profile"] == "openflow"
     alg.datapath_up(1)
     (gateway,) = get("/pptp/gateways")[1]["gateways"]
     assert gateway["connected"] is True
