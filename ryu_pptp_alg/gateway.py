@@ -124,11 +124,12 @@ class Gateway:
         self.forwards: dict[IPv4Address, IPv4Address] = {
             f.public: f.inside for f in config.port_forwards}
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
-        # Indexes for choosing public addresses and ports (outbound connections).
-        self._client_public: dict[tuple[IPv4Address, IPv4Address], tuple[IPv4Address, int]] = {}
-        # (server, public) -> its client, or the set of them once several share it.
-        self._key_clients: dict[tuple[IPv4Address, IPv4Address],
-                                IPv4Address | set[IPv4Address]] = {}
+        # Indexes for choosing public addresses and ports (outbound connections): the
+        # public address a client uses towards a server, with the client's connection
+        # count there once it has more than one. Who uses a (server, public) key is on the
+        # key (``GreKey.users``).
+        self._client_public: dict[tuple[IPv4Address, IPv4Address],
+                                  IPv4Address | tuple[IPv4Address, int]] = {}
         self._port_cursor: dict[tuple[IPv4Address, int, IPv4Address], int] = {}
         self._pool: list[IPv4Address] = []
         self._refresh_pool()
@@ -319,13 +320,14 @@ class Gateway:
         pair stays unambiguous; else the default."""
         known = self._client_public.get((client, server))
         if known is not None:
-            return known[0]
+            return known if isinstance(known, IPv4Address) else known[0]
         free = self._free_pool.get(server)
         if free is None:
             free = self._free_pool[server] = list(range(len(self._pool)))
         while free:  # a heap of pool positions; entries of addresses now in use are stale
             address = self._pool[free[0]]
-            if not self._key_clients.get((server, address)):
+            key = self.pairs.keys.get((server, address))
+            if key is None or key.users is None:
                 return address
             heapq.heappop(free)
         return self.config.default_public_address
@@ -355,32 +357,43 @@ class Gateway:
         keeps one public address per server, so its connection count there is the count
         on that (server, public) key too."""
         pair_key = (conn.client_ip, conn.server_ip)
-        public, count = self._client_public.get(pair_key, (conn.public_ip, 0))
+        known = self._client_public.get(pair_key)
+        if known is None:
+            public, count = conn.public_ip, 0
+        elif isinstance(known, IPv4Address):
+            public, count = known, 1
+        else:
+            public, count = known
         count += delta
-        if count > 0:
+        if count > 1:
             self._client_public[pair_key] = (public, count)
+        elif count == 1:
+            self._client_public[pair_key] = public
         else:
             self._client_public.pop(pair_key, None)
-        key = (conn.server_ip, conn.public_ip)
-        users = self._key_clients.get(key)
+        key_addresses = (conn.server_ip, conn.public_ip)
         client = conn.client_ip
         if count > 0:  # the client uses the key: one address, or a set once shared
+            key = self.pairs.key(key_addresses)
+            users = key.users
             if users is None:
-                self._key_clients[key] = client
+                key.users = client
             elif isinstance(users, set):
                 users.add(client)
             elif users != client:
-                self._key_clients[key] = {users, client}
+                key.users = {users, client}
             return
+        key = self.pairs.keys.get(key_addresses)
+        users = None if key is None else key.users
         if isinstance(users, set):
             users.discard(client)
-            if len(users) > 1:
-                return
-            self._key_clients[key] = users.pop()
+            if len(users) == 1:
+                key.users = users.pop()
             return
-        if users is None or users != client:
+        if key is None or users != client:
             return
-        del self._key_clients[key]
+        key.users = None
+        self.pairs.drop_if_unused(key_addresses)
         free = self._free_pool.get(conn.server_ip)
         position = self._pool_position.get(conn.public_ip)
         if free is not None and position is not None:
@@ -541,7 +554,7 @@ class Gateway:
                 return []
             pair = self.pairs.add(inside_ip, outside_ip, conn.public_ip, to_inside, to_outside)
         if call not in pair.calls:
-            pair.calls.append(call)
+            pair.calls = (*pair.calls, call)
         call.pair = pair
         self.log.debug("%s: call %d requested as %d (pair %d)", Described(conn),
                        call.client_call_id, call.public_call_id, pair.ident)
@@ -597,7 +610,7 @@ class Gateway:
             key.via_controller = False
             deletes.append(delete_via_controller_flow(key))
         if not pairs:
-            del self.pairs.keys[key_addresses]
+            self.pairs.drop_if_unused(key_addresses)
         return adds + deletes
 
     def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
@@ -607,12 +620,12 @@ class Gateway:
             self.calls_by_inward_id.pop((conn.outside[0], conn.public_ip, call.inward_id), None)
         self._release_public_id(conn, call)
         if call in conn.calls:  # a long-lived connection keeps only its live calls
-            conn.calls.remove(call)
+            conn.calls = tuple(c for c in conn.calls if c is not call)
         pair = call.pair
         if pair is None:
             return []
         if call in pair.calls:
-            pair.calls.remove(call)
+            pair.calls = tuple(c for c in pair.calls if c is not call)
         msgs = []
         if not pair.calls:
             self.pairs.remove(pair)
@@ -649,8 +662,7 @@ class Gateway:
         pair = self.pairs.by_cookie(cookie)
         if pair is None:
             return []
-        pair.removed_packets += packets
-        pair.removed_bytes += octets
+        pair.add_removed(packets, octets)
         if reason not in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
             return []
         self.log.info("GRE pair %d (%s - %s via %s) idle: its calls end", pair.ident,

@@ -15,7 +15,7 @@ which picks the call by the key's call ID.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from ipaddress import IPv4Address
@@ -44,6 +44,18 @@ class Hop:
     port: int
 
 
+@dataclass(slots=True)
+class PairTraffic:
+    """GRE counters of a pair: its live flows (from flow stats) and flows already gone."""
+
+    outward_packets: int = 0
+    outward_bytes: int = 0
+    inward_packets: int = 0
+    inward_bytes: int = 0
+    removed_packets: int = 0
+    removed_bytes: int = 0
+
+
 @dataclass(eq=False, slots=True)
 class GrePair:
     ident: int
@@ -54,14 +66,8 @@ class GrePair:
     to_outside: Hop
     state: PairState = PairState.PENDING
     fast: bool = False  # its gre_inward flow is installed: the switch forwards both ways
-    calls: list[Call] = field(default_factory=list)  # usually one: a list is smaller
-    # Counters of the pair's live flows (flow stats) and of flows already gone.
-    outward_packets: int = 0
-    outward_bytes: int = 0
-    inward_packets: int = 0
-    inward_bytes: int = 0
-    removed_packets: int = 0
-    removed_bytes: int = 0
+    calls: tuple[Call, ...] = ()  # usually one: a tuple is the smallest container
+    counted: PairTraffic | None = None  # created when the switch first reports traffic
 
     @property
     def cookie(self) -> int:
@@ -76,14 +82,29 @@ class GrePair:
         return any(call.public_call_id != call.client_call_id for call in self.calls)
 
     def traffic(self) -> tuple[int, int]:
-        return (self.removed_packets + self.outward_packets + self.inward_packets,
-                self.removed_bytes + self.outward_bytes + self.inward_bytes)
+        t = self.counted
+        if t is None:
+            return (0, 0)
+        return (t.removed_packets + t.outward_packets + t.inward_packets,
+                t.removed_bytes + t.outward_bytes + t.inward_bytes)
+
+    def _traffic(self) -> PairTraffic:
+        if self.counted is None:
+            self.counted = PairTraffic()
+        return self.counted
 
     def set_live(self, direction: str, packets: int, octets: int) -> None:
+        t = self._traffic()
         if direction == "outward":
-            self.outward_packets, self.outward_bytes = packets, octets
+            t.outward_packets, t.outward_bytes = packets, octets
         else:
-            self.inward_packets, self.inward_bytes = packets, octets
+            t.inward_packets, t.inward_bytes = packets, octets
+
+    def add_removed(self, packets: int, octets: int) -> None:
+        """A flow of the pair is gone: keep what it counted."""
+        t = self._traffic()
+        t.removed_packets += packets
+        t.removed_bytes += octets
 
 
 @lru_cache(maxsize=256)  # recent keys only: a match object is large
@@ -119,7 +140,9 @@ def inward_flow(pair: GrePair, gateway_mac: str, idle_timeout: int) -> parser.OF
 
 @dataclass(eq=False, slots=True)
 class GreKey:
-    """Inward GRE of one (outside host, public address): via the controller or not."""
+    """Inward GRE of one (outside host, public address): via the controller or not; and
+    which inside clients have control connections to that server through that address
+    (the gateway keeps their GRE unambiguous by giving others another address)."""
 
     ident: int
     outside_ip: IPv4Address
@@ -127,7 +150,14 @@ class GreKey:
     via_controller: bool = False  # its gre_via_controller flow is installed
     fast_pair: GrePair | None = None  # the one pair whose gre_inward flow is installed
     # Every inside host's pair through this key, usually one.
-    pairs: list[GrePair] = field(default_factory=list)
+    pairs: tuple[GrePair, ...] = ()
+    # Outbound clients using the key: none, one, or the set of them once several share it.
+    users: IPv4Address | set[IPv4Address] | None = None
+
+    @property
+    def unused(self) -> bool:
+        return not self.pairs and self.users is None and not self.via_controller \
+            and self.fast_pair is None
 
     @property
     def cookie(self) -> int:
@@ -193,11 +223,11 @@ class PairTable:
             return None
         return self._by_ident.get(decoded.ident)
 
-    def sharing(self, key: Key) -> list[GrePair]:
+    def sharing(self, key: Key) -> tuple[GrePair, ...]:
         """Pairs of every inside host that reaches the key's outside host through its
         public address."""
         state = self.keys.get(key)
-        return state.pairs if state is not None else []
+        return state.pairs if state is not None else ()
 
     def key(self, key: Key) -> GreKey:
         state = self.keys.get(key)
@@ -205,11 +235,18 @@ class PairTable:
             state = self.keys[key] = GreKey(self._ident(), *key)
         return state
 
+    def drop_if_unused(self, key: Key) -> None:
+        """Forget a key with no pairs, no users and no flows left."""
+        state = self.keys.get(key)
+        if state is not None and state.unused:
+            del self.keys[key]
+
     def add(self, inside: IPv4Address, outside: IPv4Address, public: IPv4Address,
             to_inside: Hop, to_outside: Hop) -> GrePair:
         pair = GrePair(self._ident(), inside, outside, public, to_inside, to_outside)
         self._by_ident[pair.ident] = pair
-        self.key((outside, public)).pairs.append(pair)
+        key = self.key((outside, public))
+        key.pairs = (*key.pairs, pair)
         return pair
 
     def remove(self, pair: GrePair) -> None:
@@ -217,7 +254,7 @@ class PairTable:
         self._by_ident.pop(pair.ident, None)
         state = self.keys.get(pair.key)
         if state is not None and pair in state.pairs:
-            state.pairs.remove(pair)
+            state.pairs = tuple(p for p in state.pairs if p is not pair)
 
     def _ident(self) -> int:
         ident = self._next_ident

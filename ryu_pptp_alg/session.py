@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address
@@ -128,7 +128,7 @@ class ControlConnection:
     closed_at: float | None = None
     fin_from_client: bool = False
     fin_from_server: bool = False
-    calls: list[Call] = field(default_factory=list)
+    calls: tuple[Call, ...] = ()  # usually one: a tuple is the smallest container
     # Each direction's stream, from the client's SYN and the server's SYN-ACK: a rewriter,
     # or only its next sequence number while it is parked between messages.
     to_server: StreamRewriter | int | None = None
@@ -293,7 +293,7 @@ class Tracker:
                     public_call_id=conn.public_id(call_id),
                     created=self.now, server_call_id=server_call_id, inbound=conn.inbound)
         conn.settle_id(call_id)
-        conn.calls.append(call)
+        conn.calls = (*conn.calls, call)
         return [Event(EventKind.CALL_REQUESTED, call)]
 
     def _stop(self, conn: ControlConnection) -> list[Event]:

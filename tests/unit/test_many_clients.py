@@ -253,3 +253,22 @@ def test_shared_pool_address_is_free_only_once_every_sharer_is_gone(clock):
     switch.send(4, third.client.segment(fr.TCP_RST))
     switch.tick(clock, TIMEOUTS.closing_linger)
     assert Peers(switch, 2, sport=40001).public[0] == PUBLIC
+
+
+def test_every_index_empties_once_every_connection_is_gone(clock):
+    switch = FakeSwitch.create(gateway_config((PUBLIC, PUBLIC2)), clock, TIMEOUTS)
+    switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))
+    gateway = switch.gateway
+    everyone = [Peers(switch, 1), Peers(switch, 2), Peers(switch, 4),  # 4 shares PUBLIC
+                Peers(switch, 1, sport=40001)]  # a second connection of client 1
+    for call_id, peers in enumerate(everyone, 7):
+        peers.start()
+        peers.call(call_id, 0x80 + call_id)
+    assert len(gateway.pairs) == 3 and len(gateway.pairs.keys) == 2
+    assert [len(s["calls"]) for s in gateway.sessions()] == [1, 1, 1, 1]
+    for peers in everyone:
+        switch.send(peers.port, peers.client.segment(fr.TCP_RST))
+    switch.tick(clock, TIMEOUTS.closing_linger)
+    assert gateway.sessions() == [] and switch.gre_flows() == []
+    assert (len(gateway.pairs), gateway.pairs.keys, gateway.calls_by_inward_id,
+            gateway._client_public, gateway._pending_ids) == (0, {}, {}, {}, {})
