@@ -120,7 +120,6 @@ class Gateway:
         self.pairs = PairTable()
         # Call IDs decided in the stream whose call does not exist yet: (key..., ID) -> conn.
         self._pending_ids: dict[tuple[IPv4Address, IPv4Address, int], ControlConnection] = {}
-        self.calls_by_inward_id: dict[tuple[IPv4Address, IPv4Address, int], Call] = {}
         self.forwards: dict[IPv4Address, IPv4Address] = {
             f.public: f.inside for f in config.port_forwards}
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
@@ -476,10 +475,11 @@ class Gateway:
         if conn.id_map is not None and client_id in conn.id_map:
             return conn.id_map[client_id]  # a duplicate request: keep its mapping
         server, public = conn.server_ip, conn.public_ip
+        key = self.pairs.keys.get((server, public))
         public_id = client_id
         for _ in range(0x10000):
-            slot = (server, public, public_id)
-            if slot not in self.calls_by_inward_id and slot not in self._pending_ids:
+            if (key is None or key.call(public_id) is None) \
+                    and (server, public, public_id) not in self._pending_ids:
                 break
             public_id = (public_id + 1) & 0xFFFF
         else:
@@ -566,7 +566,7 @@ class Gateway:
     def _index_call(self, conn: ControlConnection, call: Call) -> None:
         """Inward GRE names the call by ``call.inward_id``, once that is known."""
         if call.inward_id is not None:
-            self.calls_by_inward_id[(conn.outside[0], conn.public_ip, call.inward_id)] = call
+            self.pairs.key((conn.outside[0], conn.public_ip)).index_call(call)
 
     def _call_established(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_established"] += 1
@@ -616,13 +616,16 @@ class Gateway:
     def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
         self.counters["calls_closed"] += 1
         self.log.debug("%s: call %d closed", Described(conn), call.client_call_id)
-        if call.inward_id is not None:
-            self.calls_by_inward_id.pop((conn.outside[0], conn.public_ip, call.inward_id), None)
+        key_addresses = (conn.outside[0], conn.public_ip)
+        key = self.pairs.keys.get(key_addresses)
+        if key is not None:
+            key.unindex_call(call)
         self._release_public_id(conn, call)
         if call in conn.calls:  # a long-lived connection keeps only its live calls
             conn.calls = tuple(c for c in conn.calls if c is not call)
         pair = call.pair
         if pair is None:
+            self.pairs.drop_if_unused(key_addresses)
             return []
         if call in pair.calls:
             pair.calls = tuple(c for c in pair.calls if c is not call)
@@ -644,7 +647,8 @@ class Gateway:
             return self._drop("bad_gre", "%s -> %s: %s", ip.src, ip.dst, err)
         if ip.ttl <= 1:
             return self._drop("ttl_expired", "GRE from %s", ip.src)
-        call = self.calls_by_inward_id.get((ip.src, ip.dst, call_id))
+        key = self.pairs.keys.get((ip.src, ip.dst))
+        call = None if key is None else key.call(call_id)
         if call is None or call.pair is None:
             return self._drop("gre_no_call", "%s -> %s call ID %d", ip.src, ip.dst, call_id)
         call.slow_packets += 1

@@ -153,11 +153,41 @@ class GreKey:
     pairs: tuple[GrePair, ...] = ()
     # Outbound clients using the key: none, one, or the set of them once several share it.
     users: IPv4Address | set[IPv4Address] | None = None
+    # The key's calls by the call ID its inward GRE carries: one, or a dict of several.
+    calls: Call | dict[int, Call] | None = None
 
     @property
     def unused(self) -> bool:
-        return not self.pairs and self.users is None and not self.via_controller \
-            and self.fast_pair is None
+        return not self.pairs and self.users is None and self.calls is None \
+            and not self.via_controller and self.fast_pair is None
+
+    def call(self, inward_id: int) -> Call | None:
+        """The call whose inward GRE carries ``inward_id``."""
+        calls = self.calls
+        if isinstance(calls, dict):
+            return calls.get(inward_id)
+        return calls if calls is not None and calls.inward_id == inward_id else None
+
+    def index_call(self, call: Call) -> None:
+        """Inward GRE with ``call.inward_id`` (known by now) is the call's."""
+        inward_id = call.inward_id
+        calls = self.calls
+        if isinstance(calls, dict):
+            calls[inward_id] = call
+        elif calls is None or calls.inward_id == inward_id:
+            self.calls = call
+        else:
+            self.calls = {calls.inward_id: calls, inward_id: call}
+
+    def unindex_call(self, call: Call) -> None:
+        calls = self.calls
+        if isinstance(calls, dict):
+            if calls.get(call.inward_id) is call:
+                del calls[call.inward_id]
+                if len(calls) == 1:
+                    (self.calls,) = calls.values()
+        elif calls is call:
+            self.calls = None
 
     @property
     def cookie(self) -> int:
@@ -235,8 +265,18 @@ class PairTable:
             state = self.keys[key] = GreKey(self._ident(), *key)
         return state
 
+    def indexed_calls(self) -> list[Call]:
+        """Every call inward GRE can be matched to, over all keys."""
+        found: list[Call] = []
+        for key in self.keys.values():
+            if isinstance(key.calls, dict):
+                found.extend(key.calls.values())
+            elif key.calls is not None:
+                found.append(key.calls)
+        return found
+
     def drop_if_unused(self, key: Key) -> None:
-        """Forget a key with no pairs, no users and no flows left."""
+        """Forget a key with no pairs, users, calls or flows left."""
         state = self.keys.get(key)
         if state is not None and state.unused:
             del self.keys[key]

@@ -210,7 +210,7 @@ def test_translated_ids_are_released_with_their_calls(switch):
     second.call(call_id=7, server_call_id=0x100)  # translated
     second.from_server(pptp.CallDisconnectNotify(call_id=0x100))
     first.from_server(pptp.CallDisconnectNotify(call_id=0x80))
-    assert switch.gateway.calls_by_inward_id == {} and switch.gateway._pending_ids == {}
+    assert switch.gateway.pairs.indexed_calls() == [] and switch.gateway._pending_ids == {}
     second.call(call_id=7, server_call_id=0x101)
     assert call_rows(switch)["10.0.0.12"]["public_call_id"] == 7
 
@@ -270,5 +270,5 @@ def test_every_index_empties_once_every_connection_is_gone(clock):
         switch.send(peers.port, peers.client.segment(fr.TCP_RST))
     switch.tick(clock, TIMEOUTS.closing_linger)
     assert gateway.sessions() == [] and switch.gre_flows() == []
-    assert (len(gateway.pairs), gateway.pairs.keys, gateway.calls_by_inward_id,
-            gateway._client_public, gateway._pending_ids) == (0, {}, {}, {}, {})
+    assert (len(gateway.pairs), gateway.pairs.keys, gateway.pairs.indexed_calls(),
+            gateway._client_public, gateway._pending_ids) == (0, {}, [], {}, {})

@@ -392,5 +392,5 @@ def test_closed_calls_do_not_pile_up_on_a_long_lived_connection(switch):
     peers.call(call_id=99, server_call_id=0x199)
     (conn,) = switch.gateway.conns_inside.values()
     assert [call.client_call_id for call in conn.calls] == [99]
-    assert len(switch.gateway.calls_by_inward_id) == 1 and len(switch.gateway.pairs) == 1
+    assert len(switch.gateway.pairs.indexed_calls()) == 1 and len(switch.gateway.pairs) == 1
     assert [c["client_call_id"] for c in only_session(switch)["calls"]] == [99]
