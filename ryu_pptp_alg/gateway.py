@@ -133,6 +133,7 @@ class Gateway:
         self._pool: list[IPv4Address] = []
         self._refresh_pool()
         self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
+        self._held_out: dict[ControlConnection, list[Any]] = {}  # its packet-outs, waiting
         # Whether flow changes need a barrier to stay ahead of later packet-outs.
         self.fenced = config.switch_profile is not SwitchProfile.OVS
         # Bound once: every connection's rewriters share them.
@@ -167,7 +168,7 @@ class Gateway:
         msgs.append(ofmsg.barrier())
         # Barriers sent to the old connection will never be answered: release now.
         for conn in self.held.values():
-            msgs.extend(conn_held_release(conn))
+            msgs.extend(self._held_out.pop(conn, []))
         self.held.clear()
         return msgs
 
@@ -250,7 +251,7 @@ class Gateway:
             msgs.extend([*flow_msgs, *out])
         else:
             msgs.extend(self._from_server(conn, flow_msgs, hold, out))
-        msgs.extend(self._tcp_close(conn, tcp, from_client))
+        msgs.extend(self._tcp_close(conn, tcp))
         return msgs
 
     def _from_server(self, conn: ControlConnection, flow_msgs: list[Any], hold: bool,
@@ -258,15 +259,16 @@ class Gateway:
         """The server's segments: a reply that set up a call waits for its flows (on a
         switch that runs messages in order, being sent after them is enough)."""
         msgs = list(flow_msgs)
-        if hold and conn.held is None and self.fenced:
+        waiting = self._held_out.get(conn)
+        if hold and waiting is None and self.fenced:
             xid = self._xid()
             barrier = ofmsg.barrier()
             barrier.set_xid(xid)
-            conn.held = []
+            waiting = self._held_out[conn] = []
             self.held[xid] = conn
             msgs.append(barrier)
-        if conn.held is not None:
-            conn.held.extend(out)  # keep the stream in order behind the held reply
+        if waiting is not None:
+            waiting.extend(out)  # keep the stream in order behind the held reply
         else:
             msgs.extend(out)
         return msgs
@@ -290,7 +292,7 @@ class Gateway:
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
         conn = self.held.pop(xid, None)
-        return [] if conn is None else conn_held_release(conn)
+        return [] if conn is None else self._held_out.pop(conn, [])
 
     def _open_outbound(self, ip: Ipv4, tcp: Tcp, now: float) -> ControlConnection:
         public_ip = self._choose_public(ip.src, ip.dst)
@@ -502,14 +504,9 @@ class Gateway:
             if not conn.id_map:
                 conn.id_map = None
 
-    def _tcp_close(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> list[Any]:
+    def _tcp_close(self, conn: ControlConnection, tcp: Tcp) -> list[Any]:
         if not tcp.flags & (TCP_FIN | TCP_RST):
             return []
-        if tcp.has(TCP_FIN):
-            if from_client:
-                conn.fin_from_client = True
-            else:
-                conn.fin_from_server = True
         if conn.state == ConnState.CLOSING:
             return []
         conn.state = ConnState.CLOSING
@@ -788,8 +785,3 @@ class Gateway:
             "counters": dict(sorted((self.counters + self.neighbours.counters).items())),
             "switch_counters": dict(sorted(self.switch_counters.items())),
         }
-
-
-def conn_held_release(conn: ControlConnection) -> list[Any]:
-    held, conn.held = conn.held or [], None
-    return held

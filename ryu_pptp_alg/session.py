@@ -126,8 +126,6 @@ class ControlConnection:
     state: ConnState = ConnState.CONNECTING
     last_seen: float = 0.0
     closed_at: float | None = None
-    fin_from_client: bool = False
-    fin_from_server: bool = False
     calls: tuple[Call, ...] = ()  # usually one: a tuple is the smallest container
     # Each direction's stream, from the client's SYN and the server's SYN-ACK: a rewriter,
     # or only its next sequence number while it is parked between messages.
@@ -136,7 +134,6 @@ class ControlConnection:
     # Call IDs the server sees, by the client's own (created with the first call).
     id_map: dict[int, int] | None = None
     errors: Counter[str] | None = None  # created with the first error
-    held: list[Any] | None = None  # to-client packet-outs waiting for a barrier reply
 
     def count_error(self, name: str) -> None:
         if self.errors is None:
