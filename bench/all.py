@@ -24,6 +24,7 @@ RESULTS = ROOT / "docs" / "bench"
 BENCHMARKS = [  # (name, script, extra arguments)
     ("controlplane", "bench/controlplane.py", []),
     ("heap", "bench/heap.py", []),
+    ("profile", "bench/profile.py", []),
     ("dataplane", "bench/dataplane.py", []),
     ("endtoend", "bench/endtoend.py", ["--rounds", "7"]),
 ]

@@ -35,7 +35,7 @@ stamp=$VENV/.installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
   echo "setup: installing Python packages into $VENV"
   PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$VENV/bin/pip" install -q -e '.[test]'
+    "$VENV/bin/pip" install -q -e '.[test,bench]'
   "$VENV/bin/python" -c "import ryu_pptp_alg.app" >/dev/null
   touch "$stamp"
 fi
