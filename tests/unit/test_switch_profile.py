@@ -10,14 +10,19 @@ profile relies on the switch running messages in order and sends no barrier.
 
 from __future__ import annotations
 
+import dataclasses
+from ipaddress import IPv4Address
+
 import pytest
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
-from ryu_pptp_alg.config import config_from_dict
+from ryu_pptp_alg.config import SwitchProfile, config_from_dict
 from ryu_pptp_alg.pipeline import Priority
 from tests.unit.fakeswitch import FakeSwitch, Sent, tcp_of
+from tests.unit.test_inbound import PEER, SERVER_PORT, Inbound, forward_config
+from tests.unit.test_inbound import SERVER as INSIDE_SERVER
 from tests.unit.test_outbound import OUTSIDE, PUBLIC, SERVER, TIMEOUTS, Peers
 
 CMT = pptp.ControlMessageType
@@ -105,3 +110,22 @@ def test_openflow_profile_sends_a_barrier_per_flow_change(clock):
     place_call(switch)
     barriers = [m for m in switch.messages[start:] if isinstance(m, parser.OFPBarrierRequest)]
     assert len(barriers) == 2  # before the request, and the one the reply waits for
+
+
+@pytest.mark.parametrize("profile,reorder", [("openflow", True), ("ovs", False)])
+def test_inbound_reply_also_follows_its_flows(clock, profile, reorder):
+    config = dataclasses.replace(forward_config(), switch_profile=SwitchProfile(profile))
+    switch = FakeSwitch.create(config, clock, TIMEOUTS)
+    switch.reorder = reorder
+    switch.send(SERVER_PORT, INSIDE_SERVER.arp_request(IPv4Address("10.0.0.1")))
+    switch.send(OUTSIDE, PEER.arp_request(PUBLIC))
+    link = Inbound(switch)
+    link.start()
+    link.from_peer(pptp.OutgoingCallRequest(call_id=0x31))
+    (reply,) = link.from_server(pptp.OutgoingCallReply(call_id=0x80, peer_call_id=0x31))
+    assert pptp.peek_type(tcp_of(reply)[1].payload) == CMT.OUTGOING_CALL_REPLY
+    assert gre_flows_before_call_messages(switch.messages) == {
+        CMT.OUTGOING_CALL_REQUEST: {Priority.GRE_VIA_CONTROLLER},
+        CMT.OUTGOING_CALL_REPLY: {Priority.GRE_VIA_CONTROLLER, Priority.GRE_PAIR}}
+    barriers = [m for m in switch.messages if isinstance(m, parser.OFPBarrierRequest)]
+    assert len(barriers) == (1 if profile == "ovs" else 3)  # the pipeline's own, at connect
