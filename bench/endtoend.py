@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """End to end with the real peers: Outgoing-Call-Request to the first GRE answer.
 
-Two networks side by side, each a pptp-linux client (10.0.0.11) and a PoPToP
+Three networks side by side, each a pptp-linux client (10.0.0.11) and a PoPToP
 server (198.51.100.10, no route to 10.0.0.0/8):
-  alg   - through an OVS userspace bridge controlled by ryu-pptp-alg;
-  linux - through the Linux reference NAT (MASQUERADE + CT --helper pptp).
-Each round places one fresh call per network, alternating A/B. dumpcap on the
+  alg          - through an OVS userspace bridge controlled by ryu-pptp-alg,
+                 switch_profile ovs (no barriers);
+  alg_openflow - the same with switch_profile openflow (barriers, the reply
+                 held for the barrier's answer);
+  linux        - through the Linux reference NAT (MASQUERADE + CT --helper pptp).
+Each round places one fresh call per network, in rotating order. dumpcap on the
 client's interface times, from the client's own point of view, the
 Outgoing-Call-Request leaving, the Outgoing-Call-Reply arriving, and the first
 GRE packet arriving from the server. Reported per network: median and spread,
-and the ratio alg/linux of the medians.
+and the ratio of each ALG network's median to Linux's.
 
     sudo .venv/bin/python bench/endtoend.py [--rounds 7] [--json F] [--markdown F]
 """
@@ -83,19 +86,22 @@ def one_call(client_ns: Namespace, workdir: Path) -> dict[str, float]:
             "ocrq_to_first_gre_ms": (times["first_gre"] - times["ocrq"]) * 1000}
 
 
-def build_alg(stack: ExitStack, tag: str, workdir: Path) -> Namespace:
+def build_alg(stack: ExitStack, tag: str, workdir: Path, profile: str) -> Namespace:
+    letter = "e" if profile == "ovs" else "f"  # interface and namespace names differ
     config = {"gateways": [{"dpid": DPID, "inside_ports": [1], "outside_ports": [2],
                             "inside_address": "10.0.0.1/24",
-                            "public_addresses": ["203.0.113.1"]}]}
-    controller = stack.enter_context(Controller(config, workdir / "controller"))
-    bridge = stack.enter_context(ovs.Bridge(f"pbe{tag}", DPID, controller.of_port))
-    client = stack.enter_context(Namespace(f"pb{tag}ac"))
+                            "public_addresses": ["203.0.113.1"],
+                            "switch_profile": profile}]}
+    controller = stack.enter_context(Controller(config, workdir / f"controller-{profile}"))
+    bridge = stack.enter_context(ovs.Bridge(f"pb{letter}{tag}", DPID, controller.of_port))
+    client = stack.enter_context(Namespace(f"pb{tag}{letter}c"))
     client.attach(bridge, 1, f"{CLIENT_IP}/24", gateway="10.0.0.1")
-    server = stack.enter_context(Namespace(f"pb{tag}as"))
+    server = stack.enter_context(Namespace(f"pb{tag}{letter}s"))
     server.attach(bridge, 2, f"{SERVER_IP}/24")
     server.run("ip", "route", "add", "203.0.113.0/24", "dev", "eth0")
     controller.wait_connected(DPID)
-    stack.enter_context(PptpServer(server, SERVER_IP, workdir / "pptpd-alg", debug=False))
+    stack.enter_context(PptpServer(server, SERVER_IP, workdir / f"pptpd-{profile}",
+                                   debug=False))
     return client
 
 
@@ -118,25 +124,30 @@ def main() -> int:
     ovs.ensure_running()
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     tag = f"{int(time.time()) % 10000:04d}"
-    samples: dict[str, list[dict[str, float]]] = {"alg": [], "linux": []}
+    networks = ("alg", "alg_openflow", "linux")
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in networks}
     with ExitStack() as stack:
-        clients = {"alg": build_alg(stack, tag, workdir),
+        clients = {"alg": build_alg(stack, tag, workdir, "ovs"),
+                   "alg_openflow": build_alg(stack, tag, workdir, "openflow"),
                    "linux": build_linux(stack, tag, workdir)}
-        for name in clients:  # warm-up: ARP caches, first-call costs
+        for name in networks:  # warm-up: ARP caches, first-call costs
             one_call(clients[name], workdir / f"warm-{name}")
         for round_ in range(args.rounds):
-            for name in ("alg", "linux") if round_ % 2 == 0 else ("linux", "alg"):
+            shift = round_ % len(networks)
+            for name in networks[shift:] + networks[:shift]:
                 samples[name].append(one_call(clients[name], workdir / f"{name}-{round_}"))
     rows, result = [], {"machine": machine(), "rounds": args.rounds, "networks": {}}
     for metric in ("ocrq_to_ocrp_ms", "ocrq_to_first_gre_ms"):
         medians = {}
-        for name in ("alg", "linux"):
+        for name in networks:
             values = [s[metric] for s in samples[name]]
             medians[name] = statistics.median(values)
             result["networks"].setdefault(name, {})[metric] = {
                 "median": medians[name], "spread": spread(values), "samples": values}
             rows.append([metric, name, f"{medians[name]:.2f}", spread(values)])
-        rows.append([metric, "ratio alg/linux", f"{medians['alg'] / medians['linux']:.2f}", ""])
+        for name in networks[:-1]:
+            rows.append([metric, f"ratio {name}/linux",
+                         f"{medians[name] / medians['linux']:.2f}", ""])
     table = markdown_table(["metric", "network", "median (ms)", "spread (min..max)"], rows)
     print(table)
     command = "sudo .venv/bin/python bench/endtoend.py " + " ".join(sys.argv[1:])
