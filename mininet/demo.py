@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -70,6 +71,18 @@ def main() -> int:
     setLogLevel("warning")
     ovs.ensure_running()
     workdir = Path(tempfile.mkdtemp(prefix="ryu-pptp-alg-demo-"))
+    try:
+        run_demo(args, workdir)
+    except BaseException:
+        print(f"demo: failed; the controller and peer logs are kept in {workdir}",
+              file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)  # logs: kept only if the demo failed
+    section("demo finished; everything it started is stopped")
+    return 0
+
+
+def run_demo(args: argparse.Namespace, workdir: Path) -> None:
     config = gateway_config(args.clients)
     config["timeouts"] = {"stats_interval": 1}
     with Controller(config, workdir / "controller") as controller:
@@ -118,8 +131,6 @@ def main() -> int:
             print(json.dumps(controller.get("/pptp/gateways"), indent=2))
         finally:
             net.stop()
-    section("demo finished; everything it started is stopped")
-    return 0
 
 
 if __name__ == "__main__":
