@@ -771,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("at most 64,511 calls per controller (one client port each)")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-controlplane-"))
     verify = args.verify or args.quick
-    scenarios = [Scenario("pool", args.pool, args.servers, concurrency)] if concurrency else []
+    pool = Scenario("pool", args.pool, args.servers, concurrency)
+    scenarios = [pool] if concurrency else []
     if args.openflow_concurrency:
         scenarios.append(Scenario("pool", args.pool, args.servers, args.openflow_concurrency,
                                   "openflow"))
@@ -805,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     results["memory"] = []
     for i, window in enumerate(args.memory_window):
         memory = measure_memory(settings, checkpoints, window, i)
-        memory["address_plan"] = Scenario("pool", args.pool, args.servers, []).describe()
+        memory["address_plan"] = pool.describe()
         memory["window"] = window
         results["memory"].append(memory)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
