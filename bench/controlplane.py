@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import shlex
 import shutil
@@ -812,10 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["machine"]["loadavg_at_end"] = report.loadavg()
     print(table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(markdown(results))
+    report.save(results, args.json, args.markdown, markdown)
     if args.workdir is None:  # a failed run never gets here: its logs stay for a look
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -516,10 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(result))
     print(f"\nwall time {result['wall_seconds']}s")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(markdown(result))
+    report.save(result, args.json, args.markdown, markdown)
     return 0
 
 

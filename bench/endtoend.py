@@ -20,7 +20,6 @@ and the ratio of each ALG network's median to Linux's.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import machine, markdown_table, spread
+from bench.report import machine, markdown_table, save, spread
 from ryu_pptp_alg.testbed import ovs
 from ryu_pptp_alg.testbed.controller import Controller
 from ryu_pptp_alg.testbed.linux_nat import LinuxNat
@@ -151,12 +150,9 @@ def main() -> int:
     table = markdown_table(["metric", "network", "median (ms)", "spread (min..max)"], rows)
     print(table)
     command = "sudo .venv/bin/python bench/endtoend.py " + " ".join(sys.argv[1:])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.markdown:
-        args.markdown.write_text(
-            f"### End to end with the real peers\n\nCommand: `{command.strip()}`\n\n"
-            f"{result['machine']['summary']}\n\n{table}\n")
+    save(result, args.json, args.markdown, lambda result: (
+        f"### End to end with the real peers\n\nCommand: `{command.strip()}`\n\n"
+        f"{result['machine']['summary']}\n\n{table}\n"))
     shutil.rmtree(workdir, ignore_errors=True)  # captures and logs: kept only if it failed
     return 0
 

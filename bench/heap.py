@@ -16,7 +16,6 @@ import argparse
 import datetime
 import gc
 import importlib
-import json
 import shlex
 import sys
 import time
@@ -219,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['gc_tracked_objects_per_call']:.0f} tracked objects per call)")
     for site in result["top_sites"]:
         print(f"  {site['bytes_per_call']:7.0f} B/call  {site['site']}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(markdown(result))
+    report.save(result, args.json, args.markdown, markdown)
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import controlplane
-from bench.report import machine
+from bench.report import machine, save
 
 # (stage, a frame of the stack belongs to it when it contains one of these), most specific
 # first: a sample counts for the first stage any of its frames matches.
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for row in rows:
         print(f"{100 * row['share']:5.1f}%  {row['us_per_setup']:6.0f} us  {row['stage']}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(markdown(result))
+    save(result, args.json, args.markdown, markdown)
     return 0
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -60,3 +63,12 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def save(result: dict[str, Any], json_path: Path | None, markdown_path: Path | None,
+         render: Callable[[dict[str, Any]], str]) -> None:
+    """Write a benchmark's results where asked: the JSON, and its Markdown section."""
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if markdown_path:
+        markdown_path.write_text(render(result))
