@@ -24,12 +24,16 @@ def forward_config():
         "port_forwards": [{"public": str(PUBLIC), "inside": str(SERVER.ip)}]}]}).gateways[0]
 
 
-@pytest.fixture
-def switch(clock):
-    sw = FakeSwitch.create(forward_config(), clock, TIMEOUTS)
+def forward_switch(clock, config=None) -> FakeSwitch:
+    sw = FakeSwitch.create(config or forward_config(), clock, TIMEOUTS)
     sw.send(SERVER_PORT, SERVER.arp_request(IPv4Address("10.0.0.1")))  # learn the server
     sw.send(OUTSIDE, PEER.arp_request(PUBLIC))  # learn the peer
     return sw
+
+
+@pytest.fixture
+def switch(clock):
+    return forward_switch(clock)
 
 
 class Inbound:

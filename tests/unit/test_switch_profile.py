@@ -11,29 +11,29 @@ profile relies on the switch running messages in order and sends no barrier.
 from __future__ import annotations
 
 import dataclasses
-from ipaddress import IPv4Address
 
 import pytest
+from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from ryu_pptp_alg import pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
-from ryu_pptp_alg.config import SwitchProfile, config_from_dict
+from ryu_pptp_alg.config import GatewayConfig, SwitchProfile
 from ryu_pptp_alg.pipeline import Priority
 from tests.unit.fakeswitch import FakeSwitch, Sent, tcp_of
-from tests.unit.test_inbound import PEER, SERVER_PORT, Inbound, forward_config
-from tests.unit.test_inbound import SERVER as INSIDE_SERVER
-from tests.unit.test_outbound import OUTSIDE, PUBLIC, SERVER, TIMEOUTS, Peers
+from tests.unit.test_inbound import Inbound, forward_config, forward_switch
+from tests.unit.test_outbound import OUTSIDE, PUBLIC, SERVER, TIMEOUTS, Peers, gateway_config
 
 CMT = pptp.ControlMessageType
 
 
+def with_profile(config: GatewayConfig, profile: str) -> GatewayConfig:
+    return dataclasses.replace(config, switch_profile=SwitchProfile(profile))
+
+
 def profile_switch(clock, profile: str, reorder: bool) -> FakeSwitch:
-    config = config_from_dict({"gateways": [{
-        "dpid": 1, "inside_ports": [1, 2, 4], "outside_ports": [OUTSIDE],
-        "inside_address": "10.0.0.1/24", "public_addresses": [str(PUBLIC)],
-        "switch_profile": profile}]}).gateways[0]
-    switch = FakeSwitch.create(config, clock, TIMEOUTS)
+    switch = FakeSwitch.create(with_profile(gateway_config(), profile), clock, TIMEOUTS)
     switch.reorder = reorder
     switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))
     return switch
@@ -45,14 +45,14 @@ def gre_flows_before_call_messages(messages: list) -> dict[CMT, set[int]]:
     added: set[int] = set()
     seen: dict[CMT, set[int]] = {}
     for msg in messages:
-        if isinstance(msg, parser.OFPFlowMod) and msg.table_id == 1 and msg.command == 0 \
-                and msg.priority > 0:  # not the pipeline's drop flow
+        if isinstance(msg, parser.OFPFlowMod) and msg.table_id == pipeline.TABLE_GRE \
+                and msg.command == ofp.OFPFC_ADD and msg.priority > 0:  # not the drop flow
             added.add(msg.priority)
         elif isinstance(msg, parser.OFPPacketOut):
             payload = tcp_of_packet_out(msg)
-            if payload is not None and pptp.peek_type(payload) in (
-                    CMT.OUTGOING_CALL_REQUEST, CMT.OUTGOING_CALL_REPLY):
-                seen[pptp.peek_type(payload)] = set(added)
+            kind = None if payload is None else pptp.peek_type(payload)
+            if kind in (CMT.OUTGOING_CALL_REQUEST, CMT.OUTGOING_CALL_REPLY):
+                seen[kind] = set(added)
     return seen
 
 
@@ -114,11 +114,8 @@ def test_openflow_profile_sends_a_barrier_per_flow_change(clock):
 
 @pytest.mark.parametrize("profile,reorder", [("openflow", True), ("ovs", False)])
 def test_inbound_reply_also_follows_its_flows(clock, profile, reorder):
-    config = dataclasses.replace(forward_config(), switch_profile=SwitchProfile(profile))
-    switch = FakeSwitch.create(config, clock, TIMEOUTS)
+    switch = forward_switch(clock, with_profile(forward_config(), profile))
     switch.reorder = reorder
-    switch.send(SERVER_PORT, INSIDE_SERVER.arp_request(IPv4Address("10.0.0.1")))
-    switch.send(OUTSIDE, PEER.arp_request(PUBLIC))
     link = Inbound(switch)
     link.start()
     link.from_peer(pptp.OutgoingCallRequest(call_id=0x31))
