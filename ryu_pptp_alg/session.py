@@ -232,9 +232,7 @@ class Tracker:
                     call.state = CallState.CLEARING
             case pptp.CallDisconnectNotify(call_id=call_id):
                 return self._close(self._call(conn, "client_call_id", call_id, msg))
-            case pptp.StopControlConnectionRequest():
-                return self._stop(conn)
-            case pptp.StopControlConnectionReply():
+            case pptp.StopControlConnectionRequest() | pptp.StopControlConnectionReply():
                 return self._stop(conn)
         return []
 
@@ -265,9 +263,7 @@ class Tracker:
                 return [Event(EventKind.CALL_ESTABLISHED, call)]
             case pptp.CallDisconnectNotify(call_id=server_id):
                 return self._close(self._call(conn, "server_call_id", server_id, msg))
-            case pptp.StopControlConnectionRequest():
-                return self._stop(conn)
-            case pptp.StopControlConnectionReply():
+            case pptp.StopControlConnectionRequest() | pptp.StopControlConnectionReply():
                 return self._stop(conn)
         return []
 
