@@ -7,6 +7,7 @@ the switch may belong to another application.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from ipaddress import IPv4Address
 from typing import Any
@@ -40,8 +41,8 @@ class RequestError(ValueError):
 class Alg:
     def __init__(self, config: AlgConfig, clock: Clock | None = None) -> None:
         self.config = config
-        kwargs = {} if clock is None else {"clock": clock}
-        self.gateways = {g.dpid: Gateway(g, config.timeouts, **kwargs) for g in config.gateways}
+        clock_ = time.time if clock is None else clock
+        self.gateways = {g.dpid: Gateway(g, config.timeouts, clock_) for g in config.gateways}
         self.counters: Counter[str] = Counter()
 
     def gateway(self, dpid: int) -> Gateway:

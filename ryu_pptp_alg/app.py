@@ -80,6 +80,7 @@ class PptpAlgApp(app_manager.RyuApp):
                      gateway.label, list(gateway.inside_ports), list(gateway.outside_ports),
                      ", ".join(map(str, gateway.public_addresses)))
         self.threads.append(hub.spawn(self._ticker))
+        ofwire.use_fast_packet_in_parser()
         freeze_startup_objects()
 
     def _ticker(self) -> None:

@@ -52,6 +52,7 @@ from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
 from ryu_pptp_alg.config import GatewayConfig, PortForward, SwitchProfile, Timeouts
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import (
+    GreKey,
     Hop,
     Key,
     PairState,
@@ -163,8 +164,8 @@ class Gateway:
             pair.fast = False
             if pair.state == PairState.INSTALLED:
                 msgs.append(outward_flow(pair, self.mac, self.timeouts.gre_idle))
-        for key in list(self.pairs.keys):
-            msgs.extend(self._reconcile(key))
+        for addresses in list(self.pairs.keys):
+            msgs.extend(self._reconcile(addresses))
         msgs.append(ofmsg.barrier())
         # Barriers sent to the old connection will never be answered: release now.
         for conn in self.held.values():
@@ -374,6 +375,7 @@ class Gateway:
             self._client_public.pop(pair_key, None)
         key_addresses = (conn.server_ip, conn.public_ip)
         client = conn.client_ip
+        key: GreKey | None
         if count > 0:  # the client uses the key: one address, or a set once shared
             key = self.pairs.key(key_addresses)
             users = key.users
@@ -385,13 +387,15 @@ class Gateway:
                 key.users = {users, client}
             return
         key = self.pairs.keys.get(key_addresses)
-        users = None if key is None else key.users
+        if key is None:
+            return
+        users = key.users
         if isinstance(users, set):
             users.discard(client)
             if len(users) == 1:
                 key.users = users.pop()
             return
-        if key is None or users != client:
+        if users != client:
             return
         key.users = None
         self.pairs.drop_if_unused(key_addresses)
@@ -652,7 +656,7 @@ class Gateway:
         call.slow_bytes += frame_len
         self.counters["gre_via_controller"] += 1
         inside_id = call.inside_id
-        payload = ip.payload if inside_id in (None, call_id) \
+        payload = ip.payload if inside_id is None or inside_id == call_id \
             else with_call_id(ip.payload, inside_id)
         rewritten = ip._replace(dst=call.pair.inside_ip, ttl=ip.ttl - 1, payload=payload)
         return self._sender(build_ipv4(rewritten))(call.pair.to_inside)

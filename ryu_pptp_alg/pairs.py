@@ -171,19 +171,22 @@ class GreKey:
     def index_call(self, call: Call) -> None:
         """Inward GRE with ``call.inward_id`` (known by now) is the call's."""
         inward_id = call.inward_id
+        assert inward_id is not None, "a call is indexed once its inward ID is known"
         calls = self.calls
         if isinstance(calls, dict):
             calls[inward_id] = call
         elif calls is None or calls.inward_id == inward_id:
             self.calls = call
         else:
+            assert calls.inward_id is not None
             self.calls = {calls.inward_id: calls, inward_id: call}
 
     def unindex_call(self, call: Call) -> None:
         calls = self.calls
         if isinstance(calls, dict):
-            if calls.get(call.inward_id) is call:
-                del calls[call.inward_id]
+            inward_id = call.inward_id
+            if inward_id is not None and calls.get(inward_id) is call:
+                del calls[inward_id]
                 if len(calls) == 1:
                     (self.calls,) = calls.values()
         elif calls is call:

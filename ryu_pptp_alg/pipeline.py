@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from ryu_pptp_alg import ofmsg
 from ryu_pptp_alg.codec.pptp import PPTP_PORT
@@ -18,12 +19,12 @@ TABLE_GRE = 1  # per-call GRE address rewrites
 
 
 class Priority:
-    DEFAULT = 0  # table miss, made explicit so it is counted
-    PPTP_CONTROL = 1000  # TCP/1723 to the gateway's MAC, either direction -> controller
-    GRE = 1000  # IP protocol 47 to the gateway's MAC -> GRE table
-    ARP = 2000  # ARP for one of the gateway's addresses -> controller
-    GRE_VIA_CONTROLLER = 2000  # GRE of a pending or shared pair -> controller
-    GRE_PAIR = 3000  # GRE address rewrites of one pair
+    DEFAULT: Final = 0  # table miss, made explicit so it is counted
+    PPTP_CONTROL: Final = 1000  # TCP/1723 to the gateway's MAC, either direction -> controller
+    GRE: Final = 1000  # IP protocol 47 to the gateway's MAC -> GRE table
+    ARP: Final = 2000  # ARP for one of the gateway's addresses -> controller
+    GRE_VIA_CONTROLLER: Final = 2000  # GRE of a pending or shared pair -> controller
+    GRE_PAIR: Final = 3000  # GRE address rewrites of one pair
 
 
 # Cookies: 16-bit application tag | 8-bit kind | 40-bit id.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import struct
 from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -181,3 +183,111 @@ def test_mac_text_converts_like_ryu_or_is_left_to_it(value: str) -> None:
             ours(flow, 3)
         return
     assert ours(flow, 3) == expected
+
+
+# --- packet-ins ------------------------------------------------------------------------------
+
+
+def packet_in_bytes(match: Any, data: bytes, *, buffer_id: int = ofp.OFP_NO_BUFFER,
+                    total_len: int | None = None, reason: int = ofp.OFPR_ACTION,
+                    table_id: int = 0, cookie: int = 0, xid: int = 1) -> bytes:
+    """A packet-in as a switch sends it (Ryu can only parse them, not build them)."""
+    buf = bytearray()
+    match.serialize(buf, 0)  # padded to 8 bytes
+    body = struct.pack("!IHBBQ", buffer_id, len(data) if total_len is None else total_len,
+                       reason, table_id, cookie) + bytes(buf) + bytes(2) + data
+    return struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_PACKET_IN, 8 + len(body), xid) + body
+
+
+def parsed(parse: Any, wire: bytes | bytearray) -> Any:
+    version, msg_type, msg_len, xid = ofproto_parser.header(wire)
+    return parse(None, version, msg_type, msg_len, xid, wire)
+
+
+def same_message(ours_: Any, ryus: Any) -> None:
+    assert type(ours_) is type(ryus)
+    assert {k: v for k, v in vars(ours_).items() if k != "match"} \
+        == {k: v for k, v in vars(ryus).items() if k != "match"}
+    assert ours_.match._fields2 == ryus.match._fields2
+    assert (ours_.match.type, ours_.match.length) == (ryus.match.type, ryus.match.length)
+    assert str(ours_) == str(ryus)
+
+
+PACKET_IN_FIELDS = {**FIELDS, "in_phy_port": st.integers(0, 2 ** 32 - 1),
+                    "metadata": st.integers(0, 2 ** 64 - 1),
+                    "tunnel_id": st.integers(0, 2 ** 64 - 1)}
+
+
+@given(st.data(), st.binary(max_size=300), st.integers(0, 400),
+       st.sampled_from([ofp.OFP_NO_BUFFER, 0, 99]), st.integers(0, 2), st.integers(0, 254),
+       st.integers(0, 2 ** 64 - 1), st.integers(0, 2 ** 32 - 1), st.booleans())
+def test_any_packet_in_parses_like_ryu(data: st.DataObject, frame: bytes, total_len: int,
+                                       buffer_id: int, reason: int, table_id: int, cookie: int,
+                                       xid: int, as_bytearray: bool) -> None:
+    """Total lengths below the frame's are trailing padding (cut); above, a truncated frame."""
+    names = data.draw(st.lists(st.sampled_from(sorted(PACKET_IN_FIELDS)), unique=True,
+                               max_size=4))
+    match = parser.OFPMatch(**{n: data.draw(PACKET_IN_FIELDS[n]) for n in names})
+    wire = packet_in_bytes(match, frame, buffer_id=buffer_id, total_len=total_len,
+                           reason=reason, table_id=table_id, cookie=cookie, xid=xid)
+    if as_bytearray:  # what Ryu's receive loop hands the parser
+        wire = bytearray(wire)
+    same_message(parsed(ofwire.parse_packet_in, wire),
+                 parsed(parser.OFPPacketIn.parser, wire))
+
+
+@given(st.integers(8, 60))
+def test_a_truncated_packet_in_is_refused_like_ryu_does(length: int) -> None:
+    """Ryu logs a message its parser refuses and drops the connection; ours refuses the
+    same ones (never a message made of garbage)."""
+    wire = packet_in_bytes(parser.OFPMatch(in_port=3, metadata=7), b"\x01" * 20)[:length]
+    try:
+        expected = parsed(parser.OFPPacketIn.parser, wire)
+    except Exception as refused:
+        with pytest.raises(type(refused)):
+            parsed(ofwire.parse_packet_in, wire)
+        return
+    same_message(parsed(ofwire.parse_packet_in, wire), expected)
+
+
+def test_packet_ins_with_the_same_match_share_one_parsed_match() -> None:
+    first = parsed(ofwire.parse_packet_in, packet_in_bytes(parser.OFPMatch(in_port=9), b"a"))
+    second = parsed(ofwire.parse_packet_in, packet_in_bytes(parser.OFPMatch(in_port=9), b"b"))
+    other = parsed(ofwire.parse_packet_in, packet_in_bytes(parser.OFPMatch(in_port=8), b"a"))
+    assert first.match is second.match
+    assert other.match is not first.match
+    assert (first.data, second.data, other.match["in_port"]) == (b"a", b"b", 8)
+
+
+def test_the_match_cache_stays_bounded() -> None:
+    for port in range(ofwire._CACHE_LIMIT + 50):
+        parsed(ofwire.parse_packet_in, packet_in_bytes(parser.OFPMatch(metadata=port), b"x"))
+    assert len(ofwire._matches) <= ofwire._CACHE_LIMIT
+
+
+def test_ryu_parses_packet_ins_with_ours_once_installed() -> None:
+    wire = packet_in_bytes(parser.OFPMatch(in_port=4), b"frame", cookie=77)
+    try:
+        ofwire.use_fast_packet_in_parser()
+        msg = ofproto_parser.msg(None, *ofproto_parser.header(wire), wire)
+        assert ofproto_v1_3_parser_table()[ofp.OFPT_PACKET_IN] is ofwire.parse_packet_in
+    finally:
+        ofwire.use_ryu_packet_in_parser()
+    assert (msg.match["in_port"], msg.cookie, msg.data) == (4, 77, b"frame")
+    assert ofproto_v1_3_parser_table()[ofp.OFPT_PACKET_IN] == parser.OFPPacketIn.parser
+
+
+def ofproto_v1_3_parser_table() -> dict[int, Any]:
+    return parser._MSG_PARSERS
+
+
+@given(st.binary(min_size=16, max_size=80))
+def test_any_packet_in_body_is_parsed_or_refused_like_ryu_does(body: bytes) -> None:
+    wire = struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_PACKET_IN, 8 + len(body), 1) + body
+    try:
+        expected = parsed(parser.OFPPacketIn.parser, wire)
+    except Exception as refused:
+        with pytest.raises(type(refused)):
+            parsed(ofwire.parse_packet_in, wire)
+        return
+    same_message(parsed(ofwire.parse_packet_in, wire), expected)
