@@ -2,14 +2,18 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench lint unit clean
+.PHONY: setup test demo bench lint unit compile clean
 
 setup:
 	@bash scripts/setup.sh
 
+# Everything, compiled (as deployed); then the unit and cross-check suites once more on
+# the Python sources, which run wherever no compiler is.
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
+	RYU_PPTP_ALG_PURE=1 $(PY) -m pytest tests/unit tests/crosscheck
 
 unit: setup
 	$(PY) -m pytest tests/unit tests/crosscheck
@@ -22,6 +26,14 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# setup compiles the packet-in path whenever its sources changed; this rebuilds anyway.
+# RYU_PPTP_ALG_PURE=1 runs the Python sources instead (ryu_pptp_alg/compiled.py).
+compile: setup
+	$(PY) scripts/compile.py --force
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis build
+	find ryu_pptp_alg -name '*.so' -delete
+	rm -f ryu_pptp_alg/compiled.json

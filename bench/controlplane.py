@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import datetime
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report
 from simswitch import FlowMod, PacketOut, SimSwitch, connect, parse_match_fields
 
-from ryu_pptp_alg import pipeline
+from ryu_pptp_alg import compiled, pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.testbed.controller import Controller, free_port
@@ -469,6 +470,8 @@ async def run_offered(session: Session, rate: float, calls: int,
 
 # --- measurements ------------------------------------------------------------------------
 
+COMPILED, PURE = "compiled", "pure"  # how the controller runs its packet-in path
+
 @dataclass
 class Settings:
     pool: int
@@ -478,6 +481,7 @@ class Settings:
     profile: Path | None = None  # py-spy collapsed stacks of the controller go here
     verify: bool = False
     switch_profile: str = "ovs"  # the simulated switch runs messages in order, as OVS does
+    build: str = COMPILED  # or PURE: the controller runs its hot path from the Python sources
 
 
 def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes] | None:
@@ -501,8 +505,9 @@ def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
 def with_controller(settings: Settings, name: str,
                     body: Callable[[Session], Any]) -> Any:
     """Start a fresh controller, connect the simulated switch, run ``body``, stop."""
+    env = {compiled.PURE_ENV: "1"} if settings.build == PURE else {}
     controller = Controller(gateway_config(settings.pool, switch_profile=settings.switch_profile),
-                            settings.workdir / name)
+                            settings.workdir / name, env=env)
     controller.start()
     assert controller.process is not None
     profiler = start_profiler(settings, name, controller.process.pid)
@@ -513,10 +518,23 @@ def with_controller(settings: Settings, name: str,
                 return await body(session)
             finally:
                 session.switch.close()
-        return asyncio.run(main())
+        result = asyncio.run(main())
     finally:
         stop_profiler(profiler)
         controller.stop()
+    ran = build_of(controller.log())
+    if ran != settings.build:
+        raise RuntimeError(f"{name}: the controller ran its packet-in path as {ran!r}, not "
+                           f"{settings.build!r} (make compile?)")
+    return result
+
+
+def build_of(log: str) -> str:
+    """What the app logged at start-up: its packet-in path compiled or from source."""
+    match = re.search(r"packet-in path: (.+?) \(", log)
+    if match is None:
+        return "unknown"
+    return COMPILED if match.group(1) == compiled.COMPILED else PURE
 
 
 def measure_concurrency(settings: Settings, concurrency: int, calls: int,
@@ -675,39 +693,46 @@ def git_state() -> dict[str, Any]:
 
 @dataclass
 class Scenario:
-    """An address plan: how many public addresses and servers the calls spread over."""
+    """An address plan (how many public addresses and servers the calls spread over), the
+    switch profile, and whether the controller runs its compiled packet-in path."""
 
     name: str
     pool: int
     servers: int
     levels: list[int]
     switch_profile: str = "ovs"
+    build: str = COMPILED
 
     def describe(self) -> str:
         return f"{self.pool} public address(es), {self.servers} server(s)"
 
+    def label(self) -> str:
+        return f"{self.name}-{self.switch_profile}-{self.build}"
 
-def run_scenario(settings: Settings, scenario: Scenario, repeat: int,
-                 quick: bool) -> list[dict[str, Any]]:
-    entries = []
-    for level in scenario.levels:
-        calls = calls_for(level, quick)
-        runs = []
-        for i in range(repeat):
-            name = f"{scenario.name}-{scenario.switch_profile}-c{level}-{i}"
-            run = measure_concurrency(settings, level, calls, name)
-            runs.append(run)
-            print(f"{scenario.name:>6} {scenario.switch_profile:>8} concurrency {level:>6}: "
-                  f"run {i + 1}/{repeat}: "
+
+def run_scenarios(settings: Settings, scenarios: list[Scenario], repeat: int,
+                  quick: bool) -> list[dict[str, Any]]:
+    """Every (scenario, level) once per round, ``repeat`` rounds: the rows compared with
+    each other are interleaved, so a slow spell of the machine hits them alike."""
+    cells = [(scenario, level) for scenario in scenarios for level in scenario.levels]
+    runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(cells))}
+    for round_ in range(repeat):
+        for i, (scenario, level) in enumerate(cells):
+            calls = calls_for(level, quick)
+            cell = replace(settings, pool=scenario.pool, servers=scenario.servers,
+                           switch_profile=scenario.switch_profile, build=scenario.build)
+            run = measure_concurrency(cell, level, calls, f"{scenario.label()}-c{level}-{round_}")
+            runs[i].append(run)
+            print(f"{scenario.name:>6} {scenario.switch_profile:>8} {scenario.build:>8} "
+                  f"concurrency {level:>6}: run {round_ + 1}/{repeat}: "
                   f"{run['completed']}/{calls} set-ups, {run['setups_per_s']:.0f}/s, "
                   f"p50 {run['latency_p50_ms']:.1f} ms, p99 {run['latency_p99_ms']:.1f} ms, "
                   f"fast/slow {run['fast_path_calls']}/{run['slow_path_calls']}", flush=True)
-        entries.append({
-            "scenario": scenario.name, "address_plan": scenario.describe(),
-            "switch_profile": scenario.switch_profile, "concurrency": level, "calls": calls,
-            "runs": runs,
-            "summary": {key: spread([r[key] for r in runs]) for key in SUMMARY_KEYS}})
-    return entries
+    return [{"scenario": scenario.name, "address_plan": scenario.describe(),
+             "switch_profile": scenario.switch_profile, "build": scenario.build,
+             "concurrency": level, "calls": calls_for(level, quick), "runs": runs[i],
+             "summary": {key: spread([r[key] for r in runs[i]]) for key in SUMMARY_KEYS}}
+            for i, (scenario, level) in enumerate(cells)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -731,6 +756,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openflow-concurrency", type=parse_ints, default=[100],
                         help="levels run again with switch_profile openflow (barriers); "
                              "the others use ovs (default 100; empty skips it)")
+    parser.add_argument("--pure-concurrency", type=parse_ints, default=[100],
+                        help="levels run again with the packet-in path from the Python "
+                             "sources (RYU_PPTP_ALG_PURE=1); empty skips (default 100)")
     parser.add_argument("--offered-rates", type=parse_ints, default=None,
                         help="open-loop set-up rates per second (default 250,500,1000; "
                              "0 skips the open-loop runs)")
@@ -775,6 +803,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.openflow_concurrency:
         scenarios.append(Scenario("pool", args.pool, args.servers, args.openflow_concurrency,
                                   "openflow"))
+    if args.pure_concurrency:
+        scenarios.append(Scenario("pool", args.pool, args.servers, args.pure_concurrency,
+                                  build=PURE))
     if shared:
         scenarios.append(Scenario("shared", 1, 1, shared))
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
@@ -788,11 +819,8 @@ def main(argv: list[str] | None = None) -> int:
                   "workdir": str(workdir) if args.workdir else None},
         "concurrency": [], "offered": [], "floor": [], "memory": None,
     }
-    for scenario in scenarios:
-        settings = Settings(scenario.pool, scenario.servers, workdir, args.timeout,
-                            args.profile, verify, scenario.switch_profile)
-        results["concurrency"].extend(run_scenario(settings, scenario, repeat, args.quick))
     settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify)
+    results["concurrency"] = run_scenarios(settings, scenarios, repeat, args.quick)
     for i, live in enumerate(live_levels if rates else []):
         results["offered"].append(measure_offered(settings, live, rates,
                                                   args.offered_seconds, i))
@@ -818,13 +846,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = [f"{'scenario':>8} {'profile':>8} {'in flight':>9} {'calls':>6} {'setups/s':>18} "
-            f"{'p50 ms':>22} {'p99 ms':>22} {'flows/call':>10} {'ctl ms/setup':>12} "
-            f"{'sim ms/setup':>12}"]
+    rows = [f"{'scenario':>8} {'profile':>8} {'build':>8} {'in flight':>9} {'calls':>6} "
+            f"{'setups/s':>18} {'p50 ms':>22} {'p99 ms':>22} {'flows/call':>10} "
+            f"{'ctl ms/setup':>12} {'sim ms/setup':>12}"]
     for level in results["concurrency"]:
         s = level["summary"]
         rows.append(f"{level['scenario']:>8} {level['switch_profile']:>8} "
-                    f"{level['concurrency']:>9} {level['calls']:>6} "
+                    f"{level['build']:>8} {level['concurrency']:>9} {level['calls']:>6} "
                     f"{fmt(s['setups_per_s'], 0):>18} {fmt(s['latency_p50_ms'], 1):>22} "
                     f"{fmt(s['latency_p99_ms'], 1):>22} "
                     f"{s['flow_entries_per_call']['median']:>10.2f} "
@@ -870,17 +898,20 @@ def markdown(results: dict[str, Any]) -> str:
         "Switch profile (`switch_profile`): `ovs` sends no barriers, since the switch "
         "runs messages in order, as Open vSwitch and this simulated switch do; `openflow` "
         "fences each call's flow changes with a barrier and holds the server's reply for "
-        "its answer (any OpenFlow switch).", "",
-        "| address plan | switch profile | calls in flight | set-ups per run | set-ups/s "
+        "its answer (any OpenFlow switch). Build: `compiled` runs the packet-in path as "
+        "`scripts/setup.sh` installs it (mypyc, `ryu_pptp_alg/compiled.py`), `pure` from "
+        "its Python sources (`RYU_PPTP_ALG_PURE=1`). Rows are measured in interleaved "
+        "rounds.", "",
+        "| address plan | switch profile | build | calls in flight | set-ups per run | set-ups/s "
         "| OCRQ→OCRP p50 ms | p99 ms | GRE flow entries per call | fast/slow path calls "
         "| controller CPU ms per set-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in results["concurrency"]:
         s = level["summary"]
         last = level["runs"][-1]
         lines.append(f"| {level['address_plan']} | {level['switch_profile']} | "
-                     f"{level['concurrency']} | {level['calls']} | "
+                     f"{level['build']} | {level['concurrency']} | {level['calls']} | "
                      f"{fmt(s['setups_per_s'], 0)} | {fmt(s['latency_p50_ms'], 1)} | "
                      f"{fmt(s['latency_p99_ms'], 1)} | "
                      f"{s['flow_entries_per_call']['median']:.2f} | "

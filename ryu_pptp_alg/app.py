@@ -29,7 +29,7 @@ from ryu.controller.handler import (  # noqa: E402
 from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
-from ryu_pptp_alg import flags, ofwire  # noqa: E402
+from ryu_pptp_alg import compiled, flags, ofwire  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
 from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
@@ -75,6 +75,7 @@ class PptpAlgApp(app_manager.RyuApp):
         self.datapaths: dict[int, Any] = {}
         kwargs["wsgi"].register(PptpRestController,
                                 {ALG_KEY: self.alg, SEND_KEY: self.send_to})
+        LOG.info("packet-in path: %s (%s)", compiled.BUILD, "ryu_pptp_alg/compiled.py")
         for gateway in self.alg.config.gateways:
             LOG.info("gateway %s: inside ports %s, outside ports %s, public %s",
                      gateway.label, list(gateway.inside_ports), list(gateway.outside_ports),
@@ -119,11 +120,10 @@ class PptpAlgApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def state_change(self, ev: Any) -> None:
         datapath = ev.datapath
-        if datapath.id is None:
-            return
-        if self.datapaths.get(datapath.id) is datapath:
-            del self.datapaths[datapath.id]
-            self.alg.datapath_down(datapath.id)
+        dpid = datapath.id
+        if dpid is not None and self.datapaths.get(dpid) is datapath:
+            del self.datapaths[dpid]
+            self.alg.datapath_down(dpid)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def packet_in(self, ev: Any) -> None:

@@ -3,6 +3,7 @@
 #   apt: Open vSwitch, Mininet, tshark, the real PPTP peers, netfilter tools
 #   venv: .venv made from Debian's python3 with system site packages (Mininet),
 #         Ryu 4.34 built with setuptools<67 (constraints.txt)
+#   the packet-in path compiled with mypyc (scripts/compile.py; again when its sources change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +36,9 @@ stamp=$VENV/.installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
   echo "setup: installing Python packages into $VENV"
   PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$VENV/bin/pip" install -q -e '.[test,bench]'
+    "$VENV/bin/pip" install -q -e '.[test,bench,compile]'
   "$VENV/bin/python" -c "import ryu_pptp_alg.app" >/dev/null
   touch "$stamp"
 fi
+"$VENV/bin/python" scripts/compile.py
 echo "setup: ready ($VENV/bin/ryu-pptp-alg)"

@@ -85,12 +85,17 @@ def test_max_payload() -> None:
         gre.EnhancedGre(call_id=1, sequence=-1),
         gre.EnhancedGre(call_id=1, sequence=1 << 32),
         gre.EnhancedGre(call_id=1, ack=1 << 32),
-        gre.EnhancedGre(call_id=1, payload="text"),  # type: ignore[arg-type]
     ],
 )
 def test_build_rejects_out_of_range(g: gre.EnhancedGre) -> None:
     with pytest.raises(GreFieldOutOfRange):
         gre.build_gre(g)
+
+
+def test_a_payload_that_is_not_bytes_is_refused() -> None:
+    """By the build (Python source) or already when the header is made (compiled)."""
+    with pytest.raises((GreFieldOutOfRange, TypeError)):
+        gre.build_gre(gre.EnhancedGre(call_id=1, payload="text"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("g", SAMPLES, ids=sample_ids)

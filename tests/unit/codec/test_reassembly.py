@@ -117,9 +117,9 @@ def test_bad_cookie_desyncs() -> None:
     bad = bytearray(MESSAGES[4])
     bad[7] ^= 1
     r = StreamReassembler(0)
-    assert r.feed(0, bad[:7]) == []  # cookie not complete yet
+    assert r.feed(0, bytes(bad[:7])) == []  # cookie not complete yet
     with pytest.raises(StreamDesync, match="cookie"):
-        r.feed(7, bad[7:8])
+        r.feed(7, bytes(bad[7:8]))
     assert issubclass(StreamDesync, PptpError)
 
 
