@@ -73,6 +73,11 @@ class PptpAlgApp(app_manager.RyuApp):
         super().__init__(*args, **kwargs)
         self.alg = Alg(load_configured())
         self.datapaths: dict[int, Any] = {}
+        self._sending = 0  # greenlets of ours inside Datapath.send (it blocks when full)
+        self._ofp_brick: Any = None
+        self._queue_for_observers: Any = None
+        self._inline_handlers = {ofp_event.EventOFPPacketIn: self.packet_in,
+                                 ofp_event.EventOFPBarrierReply: self.barrier_reply}
         kwargs["wsgi"].register(PptpRestController,
                                 {ALG_KEY: self.alg, SEND_KEY: self.send_to})
         LOG.info("packet-in path: %s (%s)", compiled.BUILD, "ryu_pptp_alg/compiled.py")
@@ -83,6 +88,40 @@ class PptpAlgApp(app_manager.RyuApp):
         self.threads.append(hub.spawn(self._ticker))
         ofwire.use_fast_packet_in_parser()
         freeze_startup_objects()
+
+    def start(self) -> Any:
+        thread = super().start()
+        self._ofp_brick = app_manager.lookup_service_brick("ofp_event")
+        self._queue_for_observers = self._ofp_brick.send_event_to_observers
+        self._ofp_brick.send_event_to_observers = self._observe
+        return thread
+
+    def stop(self) -> None:
+        if self._ofp_brick is not None:
+            self._ofp_brick.send_event_to_observers = self._queue_for_observers
+            self._ofp_brick = None
+        super().stop()
+
+    def _observe(self, ev: Any, state: Any = None) -> None:
+        """Where Ryu's receive loop hands each switch message to the apps observing it.
+
+        Packet-ins and barrier replies (the messages of every call set-up) go through the
+        ALG right here, in the receive loop, when that cannot be told from Ryu's way of
+        queueing the event for this app's event loop: this app alone observes them, every
+        event queued before has been handled (the queue is empty), and no earlier batch of
+        messages is still waiting to be sent (``Datapath.send`` blocks when its queue is
+        full). Anything else is queued as always. It saves a queue, two greenlet switches
+        and a handler lookup per message, about 5% of a set-up's CPU."""
+        handler = self._inline_handlers.get(type(ev))
+        if handler is not None and state == MAIN_DISPATCHER and not self._sending \
+                and not self.events.qsize() \
+                and self._ofp_brick.get_observers(ev, state) == [self.name]:
+            gateway = self.alg.gateways.get(ev.msg.datapath.id)
+            if gateway is not None:
+                gateway.counters["handled_in_receive_loop"] += 1
+            handler(ev)
+        else:
+            self._queue_for_observers(ev, state)
 
     def _ticker(self) -> None:
         while True:
@@ -109,7 +148,11 @@ class PptpAlgApp(app_manager.RyuApp):
             if msg.xid is None:
                 datapath.set_xid(msg)
             buffers.append(ofwire.encode(msg, datapath))
-        datapath.send(b"".join(buffers))
+        self._sending += 1
+        try:
+            datapath.send(b"".join(buffers))
+        finally:
+            self._sending -= 1
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev: Any) -> None:
