@@ -48,7 +48,7 @@ from controlplane import (
 )
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_pptp_alg import ofwire
+from ryu_pptp_alg import compiled, ofwire
 from ryu_pptp_alg.app import freeze_startup_objects
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
@@ -205,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = measure(calls, args.pool, args.servers, args.top)
     result.update({
-        "benchmark": "heap", "machine": report.machine(),
+        "benchmark": "heap", "machine": report.machine(), "build": compiled.BUILD,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(time.perf_counter() - started, 1)})
-    print(f"gateway alone: {result['gateway_cpu_us_per_setup']:.0f} us CPU per set-up "
+    print(f"gateway alone ({compiled.BUILD}): "
+          f"{result['gateway_cpu_us_per_setup']:.0f} us CPU per set-up "
           f"({result['setups_per_s_gateway_alone']:.0f}/s), "
           f"{result['messages_per_setup']:.1f} messages out per set-up; "
           f"heap {result['heap_bytes_per_call'] / 1024:.2f} KiB per established call; a full "
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        "## The ALG alone: gateway logic and heap per call (no Ryu)", "",
+        f"## The ALG alone: gateway logic and heap per call (no Ryu; {result['build']})", "",
         f"Command: `{result['command']}`  ",
         f"Date: {result['date']}; took {result['elapsed_s']} s  ",
         f"{result['machine']['summary']}", "",
