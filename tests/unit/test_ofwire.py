@@ -291,3 +291,33 @@ def test_any_packet_in_body_is_parsed_or_refused_like_ryu_does(body: bytes) -> N
             parsed(ofwire.parse_packet_in, wire)
         return
     same_message(parsed(ofwire.parse_packet_in, wire), expected)
+
+
+# --- messages made without Ryu's constructors ------------------------------------------------
+
+
+@given(st.integers(0, 254), st.integers(0, 65535), st.integers(0, 2 ** 64 - 1),
+       st.integers(0, 65535), st.integers(0, 65535), st.booleans())
+def test_flow_add_makes_what_ryus_constructor_makes(table_id: int, priority: int, cookie: int,
+                                                    idle: int, hard: int, removed: bool) -> None:
+    match = ofmsg.match(in_port=3)
+    instructions = [ofmsg.apply_actions([ofmsg.output(2)]), ofmsg.goto_table(1)]
+    ours_ = ofmsg.flow_add(table_id, priority, match, instructions, cookie, idle, hard, removed)
+    ryus = parser.OFPFlowMod(
+        None, cookie=cookie, table_id=table_id, command=ofp.OFPFC_ADD, idle_timeout=idle,
+        hard_timeout=hard, priority=priority, buffer_id=ofp.OFP_NO_BUFFER,
+        flags=ofp.OFPFF_SEND_FLOW_REM if removed else 0, match=match,
+        instructions=list(instructions))
+    assert type(ours_) is type(ryus) and vars(ours_) == vars(ryus)
+    assert ours_.instructions is not instructions  # its own list, as Ryu's gets
+
+
+@given(st.binary(max_size=100), st.integers(0, 2 ** 32 - 1))
+def test_packet_out_makes_what_ryus_constructor_makes(data: bytes, in_port: int) -> None:
+    actions = [ofmsg.output(1), ofmsg.dec_ip_ttl()]
+    ours_ = ofmsg.packet_out(data, actions, in_port=in_port)
+    ryus = parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+                               actions=list(actions), data=data)
+    assert type(ours_) is type(ryus) and vars(ours_) == vars(ryus)
+    first, second = ofmsg.packet_out(b"a", actions), ofmsg.packet_out(b"b", actions)
+    assert first.__dict__ is not second.__dict__ and first.data == b"a"
