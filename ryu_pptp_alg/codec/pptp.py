@@ -538,13 +538,13 @@ _BODIES: Final = {cls: _compile(cls) for cls in MESSAGE_CLASSES.values()}
 
 
 def _parse_plan(cls: type[Message]) -> tuple[tuple[tuple[int, str], ...],
-                                              tuple[tuple[int, bool], ...]]:
+                                              tuple[tuple[int, bool, str], ...]]:
     """Where the reserved fields are in the unpacked body, and which exposed fields are
     padded strings: worked out once per message class."""
     names = _BODIES[cls][1]
     codes = [code for _, code in cls._LAYOUT]
     reserved = tuple((i, n) for i, n in enumerate(names) if n.startswith("reserved"))
-    exposed = tuple((i, isinstance(codes[i], int)) for i, n in enumerate(names)
+    exposed = tuple((i, isinstance(codes[i], int), n) for i, n in enumerate(names)
                     if not n.startswith("reserved"))
     return reserved, exposed
 
@@ -595,10 +595,9 @@ def _check_header(data: bytes) -> tuple[int, type[Message]]:
         raise NotControlMessage(f"PPTP message type {pptp_type}, expected {CONTROL_MESSAGE}")
     if cookie != MAGIC_COOKIE:
         raise BadMagicCookie(f"magic cookie {cookie:#010x}, expected {MAGIC_COOKIE:#010x}")
-    try:
-        cls = MESSAGE_CLASSES[ControlMessageType(control_type)]
-    except ValueError:
-        raise UnknownMessageType(f"unknown control message type {control_type}") from None
+    cls = MESSAGE_CLASSES.get(control_type)  # an int finds its IntEnum key
+    if cls is None:
+        raise UnknownMessageType(f"unknown control message type {control_type}")
     if reserved0:
         raise BadReservedField(f"{message_name(cls.TYPE)}: reserved0 is {reserved0:#06x}")
     return length, cls
@@ -630,7 +629,12 @@ def parse(data: bytes) -> Message:
     for i, field_name in reserved:
         if values[i]:
             raise BadReservedField(f"{name()}: {field_name} is nonzero ({values[i]!r})")
-    return cls(*[values[i].rstrip(b"\x00") if padded else values[i] for i, padded in exposed])
+    # What cls(...) makes, without the frozen dataclass's field-by-field __setattr__ (the
+    # values are the fields, all of them, and the classes have no __post_init__).
+    msg = object.__new__(cls)
+    msg.__dict__.update({name: values[i].rstrip(b"\x00") if padded else values[i]
+                         for i, padded, name in exposed})
+    return msg
 
 
 def build(msg: Message) -> bytes:

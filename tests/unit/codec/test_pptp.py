@@ -192,6 +192,16 @@ def test_parse_inverts_build(msg: pptp.Message) -> None:
     assert pptp.parse(pptp.build(msg)) == msg
 
 
+@given(any_message)
+def test_parsed_messages_are_what_their_constructor_makes(msg: pptp.Message) -> None:
+    """parse skips the frozen dataclass's __init__: same type, fields, hash, and frozen."""
+    parsed = pptp.parse(pptp.build(msg))
+    assert type(parsed) is type(msg) and vars(parsed) == vars(msg)
+    assert hash(parsed) == hash(msg) and repr(parsed) == repr(msg)
+    with pytest.raises(AttributeError):
+        parsed.__setattr__(field_names(type(msg))[0], 1)
+
+
 @each_class
 @given(data=st.data())
 def test_build_inverts_parse(cls: type, data: st.DataObject) -> None:
