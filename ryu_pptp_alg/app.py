@@ -119,7 +119,10 @@ class PptpAlgApp(app_manager.RyuApp):
             gateway = self.alg.gateways.get(ev.msg.datapath.id)
             if gateway is not None:
                 gateway.counters["handled_in_receive_loop"] += 1
-            handler(ev)
+            try:
+                handler(ev)
+            except Exception:  # as Ryu's event loop does: log it, keep the connection
+                LOG.exception("%s: handling %s failed", self.name, type(ev).__name__)
         else:
             self._queue_for_observers(ev, state)
 
