@@ -19,10 +19,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import machine
+from ryu_pptp_alg.compiled import PURE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "bench"
-PURE = {"RYU_PPTP_ALG_PURE": "1"}  # the packet-in path from its Python sources
+PURE = {PURE_ENV: "1"}  # the packet-in path from its Python sources
 BENCHMARKS: list[tuple[str, str, list[str], dict[str, str]]] = [  # name, script, args, env
     ("controlplane", "bench/controlplane.py", [], {}),
     ("heap", "bench/heap.py", [], {}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -30,7 +31,8 @@ def clean() -> None:
         path = compiled.extension_path(module)
         if path is not None:
             path.unlink()
-    for path in compiled.PACKAGE_DIR.glob("native__mypyc.*"):
+    shared = compiled.GROUP.rpartition(".")[2] + "__mypyc.*"  # the group's own extension
+    for path in compiled.PACKAGE_DIR.glob(shared):
         path.unlink()
     compiled.MANIFEST.unlink(missing_ok=True)
     shutil.rmtree(BUILD_DIR, ignore_errors=True)
@@ -67,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         print("compile: up to date")
         return 0
     started = time.monotonic()
-    import os
     os.chdir(ROOT)  # mypycify takes paths relative to here
     build()
     after = compiled.state({})

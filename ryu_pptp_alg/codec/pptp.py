@@ -615,25 +615,23 @@ def parse(data: bytes) -> Message:
     """Decode exactly one complete control message."""
     data = bytes(data)
     length, cls = _check_header(data)
-
-    def name() -> str:  # for error messages only
-        return message_name(cls.TYPE)
+    name = message_name(cls.TYPE)
     if length != cls.LENGTH:
-        raise BadLength(f"{name()}: length {length}, expected {cls.LENGTH}")
+        raise BadLength(f"{name}: length {length}, expected {cls.LENGTH}")
     if len(data) < length:
-        raise TruncatedMessage(f"{name()}: {len(data)} bytes, expected {length}")
+        raise TruncatedMessage(f"{name}: {len(data)} bytes, expected {length}")
     if len(data) > length:
-        raise BadLength(f"{name()}: {len(data) - length} bytes after the {length}-byte message")
+        raise BadLength(f"{name}: {len(data) - length} bytes after the {length}-byte message")
     values = _BODIES[cls][0].unpack_from(data, HEADER_LEN)
     reserved, exposed = _PARSE_PLANS[cls]
     for i, field_name in reserved:
         if values[i]:
-            raise BadReservedField(f"{name()}: {field_name} is nonzero ({values[i]!r})")
+            raise BadReservedField(f"{name}: {field_name} is nonzero ({values[i]!r})")
     # What cls(...) makes, without the frozen dataclass's field-by-field __setattr__ (the
     # values are the fields, all of them, and the classes have no __post_init__).
     msg = object.__new__(cls)
-    msg.__dict__.update({name: values[i].rstrip(b"\x00") if padded else values[i]
-                         for i, padded, name in exposed})
+    msg.__dict__.update({field_name: values[i].rstrip(b"\x00") if padded else values[i]
+                         for i, padded, field_name in exposed})
     return msg
 
 

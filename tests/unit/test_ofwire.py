@@ -213,6 +213,18 @@ def same_message(ours_: Any, ryus: Any) -> None:
     assert str(ours_) == str(ryus)
 
 
+def assert_parsed_or_refused_like_ryu(wire: bytes) -> None:
+    """Where Ryu's parser refuses a message, ours refuses it the same way; elsewhere both
+    make the same message."""
+    try:
+        expected = parsed(parser.OFPPacketIn.parser, wire)
+    except Exception as refused:
+        with pytest.raises(type(refused)):
+            parsed(ofwire.parse_packet_in, wire)
+        return
+    same_message(parsed(ofwire.parse_packet_in, wire), expected)
+
+
 PACKET_IN_FIELDS = {**FIELDS, "in_phy_port": st.integers(0, 2 ** 32 - 1),
                     "metadata": st.integers(0, 2 ** 64 - 1),
                     "tunnel_id": st.integers(0, 2 ** 64 - 1)}
@@ -241,13 +253,7 @@ def test_a_truncated_packet_in_is_refused_like_ryu_does(length: int) -> None:
     """Ryu logs a message its parser refuses and drops the connection; ours refuses the
     same ones (never a message made of garbage)."""
     wire = packet_in_bytes(parser.OFPMatch(in_port=3, metadata=7), b"\x01" * 20)[:length]
-    try:
-        expected = parsed(parser.OFPPacketIn.parser, wire)
-    except Exception as refused:
-        with pytest.raises(type(refused)):
-            parsed(ofwire.parse_packet_in, wire)
-        return
-    same_message(parsed(ofwire.parse_packet_in, wire), expected)
+    assert_parsed_or_refused_like_ryu(wire)
 
 
 def test_packet_ins_with_the_same_match_share_one_parsed_match() -> None:
@@ -284,13 +290,7 @@ def ofproto_v1_3_parser_table() -> dict[int, Any]:
 @given(st.binary(min_size=16, max_size=80))
 def test_any_packet_in_body_is_parsed_or_refused_like_ryu_does(body: bytes) -> None:
     wire = struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_PACKET_IN, 8 + len(body), 1) + body
-    try:
-        expected = parsed(parser.OFPPacketIn.parser, wire)
-    except Exception as refused:
-        with pytest.raises(type(refused)):
-            parsed(ofwire.parse_packet_in, wire)
-        return
-    same_message(parsed(ofwire.parse_packet_in, wire), expected)
+    assert_parsed_or_refused_like_ryu(wire)
 
 
 # --- messages made without Ryu's constructors ------------------------------------------------
