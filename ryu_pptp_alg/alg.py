@@ -10,11 +10,15 @@ import logging
 import time
 from collections import Counter
 from ipaddress import IPv4Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ryu_pptp_alg import ofmsg
 from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward
+from ryu_pptp_alg.flowtable import FlowEntry
 from ryu_pptp_alg.gateway import Clock, Gateway
+
+if TYPE_CHECKING:
+    from ryu_pptp_alg.store import StateStore
 
 LOG = logging.getLogger("ryu_pptp_alg.alg")
 
@@ -39,11 +43,49 @@ class RequestError(ValueError):
 
 
 class Alg:
-    def __init__(self, config: AlgConfig, clock: Clock | None = None) -> None:
+    """Every event that changes a gateway's records has them written to the store
+    (``_stored``) before its messages are handed back to be sent."""
+
+    def __init__(self, config: AlgConfig, clock: Clock | None = None,
+                 store: StateStore | None = None) -> None:
         self.config = config
-        clock_ = time.time if clock is None else clock
-        self.gateways = {g.dpid: Gateway(g, config.timeouts, clock_) for g in config.gateways}
+        self.clock = time.time if clock is None else clock
+        self.gateways = {g.dpid: Gateway(g, config.timeouts, self.clock)
+                         for g in config.gateways}
         self.counters: Counter[str] = Counter()
+        self.store = store
+        if store is not None:
+            self._restore(store)
+
+    def _restore(self, store: StateStore) -> None:
+        loaded = store.load()
+        for dpid, records in loaded.gateways.items():
+            gateway = self.gateways.get(dpid)
+            if gateway is None:
+                LOG.warning("state store holds dpid %#x, which is no longer configured: "
+                            "its records are dropped", dpid)
+                continue
+            gateway.restore(records, loaded.detail)
+        LOG.info("state store: %s (%s)", loaded.status, loaded.detail)
+
+    def _stored(self, gateway: Gateway, msgs: list[ofmsg.Message]) -> list[ofmsg.Message]:
+        changes = gateway.take_changes()
+        if changes and self.store is not None:
+            self.store.append(gateway.dpid, changes)
+        return msgs
+
+    def compact(self) -> None:
+        """Write the whole state afresh (the store's journal grows until then)."""
+        if self.store is not None:
+            for gateway in self.gateways.values():
+                self._stored(gateway, [])
+            self.store.compact({dpid: gateway.state.snapshot()
+                                for dpid, gateway in self.gateways.items()})
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.compact()
+            self.store.close()
 
     def gateway(self, dpid: int) -> Gateway:
         try:
@@ -60,7 +102,7 @@ class Alg:
 
     def datapath_up(self, dpid: int) -> list[ofmsg.Message]:
         gateway = self._known(dpid, "connect")
-        return [] if gateway is None else gateway.datapath_up()
+        return [] if gateway is None else self._stored(gateway, gateway.datapath_up())
 
     def datapath_down(self, dpid: int) -> None:
         gateway = self.gateways.get(dpid)
@@ -70,7 +112,8 @@ class Alg:
     def packet_in(self, dpid: int, in_port: int, data: bytes,
                   cookie: int) -> list[ofmsg.Message]:
         gateway = self._known(dpid, "packet_in")
-        return [] if gateway is None else gateway.packet_in(in_port, data, cookie)
+        return [] if gateway is None \
+            else self._stored(gateway, gateway.packet_in(in_port, data, cookie))
 
     def barrier_reply(self, dpid: int, xid: int) -> list[ofmsg.Message]:
         gateway = self.gateways.get(dpid)
@@ -79,16 +122,28 @@ class Alg:
     def flow_removed(self, dpid: int, cookie: int, reason: int, packets: int,
                      octets: int) -> list[ofmsg.Message]:
         gateway = self.gateways.get(dpid)
-        return [] if gateway is None else gateway.flow_removed(cookie, reason, packets, octets)
+        return [] if gateway is None \
+            else self._stored(gateway, gateway.flow_removed(cookie, reason, packets, octets))
 
-    def flow_stats(self, dpid: int, entries: list[tuple[int, dict[str, Any], int, int]]) -> None:
+    def flow_stats(self, dpid: int, entries: list[FlowEntry], xid: int | None = None,
+                   more: bool = False) -> list[ofmsg.Message]:
         gateway = self.gateways.get(dpid)
-        if gateway is not None:
-            gateway.flow_stats(entries)
+        return [] if gateway is None \
+            else self._stored(gateway, gateway.flow_stats(entries, xid, more))
 
     def tick(self, dpid: int) -> list[ofmsg.Message]:
         gateway = self.gateways.get(dpid)
-        return [] if gateway is None else gateway.tick()
+        return [] if gateway is None else self._stored(gateway, gateway.tick())
+
+    def housekeeping(self) -> None:
+        """Once a second: the store's fsync interval and compaction."""
+        if self.store is None:
+            return
+        for gateway in self.gateways.values():  # disconnected gateways' timers too
+            self._stored(gateway, [])
+        if self.store.compaction_due():
+            self.compact()
+        self.store.maybe_sync(self.clock())
 
     def sessions(self, dpid: int | None = None) -> list[dict[str, Any]]:
         gateways = self.gateways.values() if dpid is None else [self.gateway(dpid)]
@@ -144,6 +199,7 @@ class Alg:
             gateway.add_forward(forward)
         except ValueError as err:
             raise RequestError(409, str(err)) from None
+        self._stored(gateway, [])
         return next(r for r in gateway.forward_rows() if r["public"] == str(forward.public))
 
     def remove_forward(self, public_text: str,
@@ -162,7 +218,7 @@ class Alg:
             gateway, public = self._owner(public_text, dpid)
         before = gateway.counters["forward_sessions_torn_down"]
         try:
-            msgs = gateway.remove_forward(public)
+            msgs = self._stored(gateway, gateway.remove_forward(public))
         except KeyError:
             raise RequestError(404, f"{public} is not forwarded") from None
         return gateway.dpid, msgs, gateway.counters["forward_sessions_torn_down"] - before

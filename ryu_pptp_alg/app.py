@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import signal
 from typing import Any
 
 from ryu_pptp_alg import compat
@@ -32,7 +34,10 @@ from ryu.ofproto import ofproto_v1_3  # noqa: E402
 from ryu_pptp_alg import compiled, flags, ofwire  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
+from ryu_pptp_alg.flowtable import entry_of  # noqa: E402
+from ryu_pptp_alg.records import SCHEMA  # noqa: E402
 from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
+from ryu_pptp_alg.store import StateStore, StoreError, open_store  # noqa: E402
 
 LOG = logging.getLogger("ryu_pptp_alg.app")
 TICK_SECONDS = 1.0
@@ -55,6 +60,16 @@ def load_configured() -> AlgConfig:
         raise SystemExit(message) from None
 
 
+def open_configured_store(config: AlgConfig) -> StateStore:
+    """The state store the configuration names; SystemExit if it cannot be used."""
+    try:
+        return open_store(config.state, SCHEMA, logging.getLogger("ryu_pptp_alg.store"))
+    except StoreError as err:
+        message = f"ryu-pptp-alg: state.path: {err}"
+        LOG.error(message)
+        raise SystemExit(message) from None
+
+
 def freeze_startup_objects() -> None:
     """Keep what is loaded by now (Ryu, its OpenFlow parsers, the configuration) out of
     the garbage collector's full passes. It lives as long as the process anyway, and
@@ -71,7 +86,8 @@ class PptpAlgApp(app_manager.RyuApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.alg = Alg(load_configured())
+        config = load_configured()
+        self.alg = Alg(config, store=open_configured_store(config))
         self.datapaths: dict[int, Any] = {}
         self._sending = 0  # greenlets of ours inside Datapath.send (it blocks when full)
         self._ofp_brick: Any = None
@@ -87,7 +103,18 @@ class PptpAlgApp(app_manager.RyuApp):
                      ", ".join(map(str, gateway.public_addresses)))
         self.threads.append(hub.spawn(self._ticker))
         ofwire.use_fast_packet_in_parser()
+        signal.signal(signal.SIGTERM, self._terminate)
         freeze_startup_objects()
+
+    def _terminate(self, signum: int, _frame: Any) -> None:
+        """SIGTERM: compact and sync the state store, then die of the signal as before
+        (what it holds is safe without this too: this only saves the replay at start)."""
+        try:
+            self.alg.close()
+        except Exception:
+            LOG.exception("closing the state store failed")
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
     def start(self) -> Any:
         thread = super().start()
@@ -100,6 +127,7 @@ class PptpAlgApp(app_manager.RyuApp):
         if self._ofp_brick is not None:
             self._ofp_brick.send_event_to_observers = self._queue_for_observers
             self._ofp_brick = None
+        self.alg.close()
         super().stop()
 
     def _observe(self, ev: Any, state: Any = None) -> None:
@@ -134,6 +162,10 @@ class PptpAlgApp(app_manager.RyuApp):
                     self.send(datapath, self.alg.tick(dpid))
                 except Exception:  # a bug must not stop timeouts for every switch
                     LOG.exception("tick failed for dpid %#x", dpid)
+            try:
+                self.alg.housekeeping()
+            except Exception:
+                LOG.exception("state store housekeeping failed")
 
     def send_to(self, dpid: int, msgs: list[Any]) -> None:
         """Send to a switch by dpid; a switch that is not connected gets its flows
@@ -197,9 +229,9 @@ class PptpAlgApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats_reply(self, ev: Any) -> None:
         msg = ev.msg
-        entries = [(stat.cookie, dict(stat.match.items()), stat.packet_count, stat.byte_count)
-                   for stat in msg.body]
-        self.alg.flow_stats(msg.datapath.id, entries)
+        more = bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE)
+        self.send(msg.datapath, self.alg.flow_stats(
+            msg.datapath.id, [entry_of(stat) for stat in msg.body], msg.xid, more))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_msg(self, ev: Any) -> None:

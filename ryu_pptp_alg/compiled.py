@@ -39,14 +39,19 @@ MODULES = (
     "ryu_pptp_alg.codec.frame",
     "ryu_pptp_alg.codec.gre",
     "ryu_pptp_alg.codec.reassembly",
+    "ryu_pptp_alg.callids",
+    "ryu_pptp_alg.fence",
     "ryu_pptp_alg.gateway",
     "ryu_pptp_alg.neighbours",
     "ryu_pptp_alg.ofmsg",
     "ryu_pptp_alg.ofwire",
     "ryu_pptp_alg.pairs",
     "ryu_pptp_alg.pipeline",
+    "ryu_pptp_alg.pool",
+    "ryu_pptp_alg.records",
     "ryu_pptp_alg.rewriter",
     "ryu_pptp_alg.session",
+    "ryu_pptp_alg.state",
 )
 
 COMPILED = "compiled"

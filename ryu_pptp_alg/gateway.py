@@ -1,18 +1,21 @@
 """Per-datapath ALG logic: plain Python, no eventlet, no sockets.
 
-A ``Gateway`` turns switch events (packet-in, barrier reply, flow removed,
-flow stats, a clock tick) into lists of OpenFlow messages (Ryu parser objects
-with no datapath bound) and keeps the session table of one NAT switch. The Ryu
-glue in ``app.py`` only delivers events and sends messages.
+A ``Gateway`` turns switch events (packet-in, barrier reply, flow removed, flow
+stats, a clock tick) into lists of OpenFlow messages (Ryu parser objects with no
+datapath bound) and keeps the session table of one NAT switch. The Ryu glue in
+``app.py`` only delivers events and sends messages.
 
-Outbound PPTP: the client's control connection is NATed here, packet by
-packet, to a public address; its messages are tracked; when a call comes up its
-GRE gets address-rewrite flows in the switch (see ``pairs.py``).
+It dispatches and forwards the control connections (TCP/1723, NATed here packet by
+packet); the parts with one concern each do the rest: ``state`` (records and their
+indexes), ``session.Tracker`` (RFC 2637), ``callids`` (the call IDs a server sees),
+``pool`` (public addresses and ports), ``pairs.GrePaths`` (the GRE table),
+``fence`` (barriers), ``neighbours`` (ARP) and ``flowtable`` (warm reconnect).
+Records changed by an event are taken by the caller (``take_changes``) and written to
+the state store before the event's messages leave, so a restart loses no call.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections import Counter
@@ -24,6 +27,8 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg import ofmsg, pipeline
+from ryu_pptp_alg import records as rec
+from ryu_pptp_alg.callids import CallIdSpace
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow
 from ryu_pptp_alg.codec.frame import (
@@ -50,50 +55,33 @@ from ryu_pptp_alg.codec.frame import (
 )
 from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
 from ryu_pptp_alg.config import GatewayConfig, PortForward, SwitchProfile, Timeouts
+from ryu_pptp_alg.fence import Fence
+from ryu_pptp_alg.flowtable import FlowEntry, diff
 from ryu_pptp_alg.neighbours import Neighbours, Side
-from ryu_pptp_alg.pairs import (
-    GreKey,
-    Hop,
-    Key,
-    PairState,
-    PairTable,
-    delete_inward_flow,
-    delete_pair_flows,
-    delete_via_controller_flow,
-    inward_flow,
-    outward_flow,
-    via_controller_flow,
-)
-from ryu_pptp_alg.rewriter import SEQ_MOD, CallIdSite, StreamRewriter
+from ryu_pptp_alg.pairs import GrePaths
+from ryu_pptp_alg.pool import AddressPool
+from ryu_pptp_alg.records import CallState, Conn, ConnState, Direction, Hop, StreamMark
+from ryu_pptp_alg.rewriter import COOKIE, SEQ_MOD, StreamRewriter
 from ryu_pptp_alg.session import (
-    Call,
-    CallState,
-    ConnState,
-    ControlConnection,
     Described,
-    Direction,
     Event,
     EventKind,
     Tracker,
+    call_row,
+    conn_row,
     describe,
+    timestamp,
 )
+from ryu_pptp_alg.state import GatewayState
 
 Clock = Callable[[], float]
-CMT = pptp.ControlMessageType
-# Call-ID fields that carry the client's (PNS) ID: translated client -> public on the way
-# out (Outgoing-Call-Request and Incoming-Call-Reply allocate it), public -> client on
-# the way in. The server's (PAC) IDs are never touched.
-ALLOCATING_FIELDS = {(CMT.OUTGOING_CALL_REQUEST, "call_id"), (CMT.INCOMING_CALL_REPLY, "call_id")}
-CLIENT_ID_FIELDS_OUT = {(CMT.CALL_CLEAR_REQUEST, "call_id"),
-                        (CMT.CALL_DISCONNECT_NOTIFY, "call_id")}
-CLIENT_ID_FIELDS_IN = {(CMT.OUTGOING_CALL_REPLY, "peer_call_id"),
-                       (CMT.INCOMING_CALL_CONNECTED, "peer_call_id"),
-                       (CMT.WAN_ERROR_NOTIFY, "peer_call_id")}
 INSIDE = "inside"
 OUTSIDE = "outside"
-FIRST_DYNAMIC_PORT = 1024
 GRE_UNMATCHED_COOKIE = pipeline.cookie(pipeline.CookieKind.PIPELINE,
                                        pipeline.PipelineFlow.GRE_UNMATCHED)
+# A restored stream that shows no message start in this many segments cannot be
+# followed: the connection is reset (both ends) rather than left half-tracked.
+RESYNC_SEGMENTS = 32
 
 
 class Gateway:
@@ -115,70 +103,105 @@ class Gateway:
             {INSIDE: Side(INSIDE, config.inside_ports, (config.inside_address.ip,)),
              OUTSIDE: Side(OUTSIDE, config.outside_ports, config.public_addresses)},
             self.timeouts.arp_retry, self.timeouts.arp_give_up)
-        self.conns_inside: dict[tuple[IPv4Address, int, IPv4Address, int], ControlConnection] = {}
-        self.conns_outside: dict[tuple[IPv4Address, int, IPv4Address, int],
-                                 ControlConnection] = {}
-        self.pairs = PairTable()
-        # Call IDs decided in the stream whose call does not exist yet: (key..., ID) -> conn.
-        self._pending_ids: dict[tuple[IPv4Address, IPv4Address, int], ControlConnection] = {}
-        self.forwards: dict[IPv4Address, IPv4Address] = {
-            f.public: f.inside for f in config.port_forwards}
+        self.state = rec_state = GatewayState()
+        self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
+                              config.public_addresses)
+        self.pool = AddressPool(rec_state, config.public_addresses)
+        self.call_ids = CallIdSpace(rec_state, self.counters, self.log)
+        self.fence = Fence(config.switch_profile is not SwitchProfile.OVS)
+        self.forwards: dict[IPv4Address, IPv4Address] = {}
+        self._apply_forwards()
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
-        # Indexes for choosing public addresses and ports (outbound connections): the
-        # public address a client uses towards a server, with the client's connection
-        # count there once it has more than one. Who uses a (server, public) key is on the
-        # key (``GreKey.users``).
-        self._client_public: dict[tuple[IPv4Address, IPv4Address],
-                                  IPv4Address | tuple[IPv4Address, int]] = {}
-        self._port_cursor: dict[tuple[IPv4Address, int, IPv4Address], int] = {}
-        self._pool: list[IPv4Address] = []
-        self._refresh_pool()
-        self.held: dict[int, ControlConnection] = {}  # barrier xid -> connection held for it
-        self._held_out: dict[ControlConnection, list[Any]] = {}  # its packet-outs, waiting
-        # Whether flow changes need a barrier to stay ahead of later packet-outs.
-        self.fenced = config.switch_profile is not SwitchProfile.OVS
         # Bound once: every connection's rewriters share them.
-        self._to_server_decider = self._decide_to_server
-        self._to_client_decider = self._decide_to_client
-        self._next_xid = 1
+        self._to_server_decider = self.call_ids.to_server
+        self._to_client_decider = self.call_ids.to_client
         self._last_stats = 0.0
+        self._sync_xid: int | None = None  # the flow-stats request a reconnect waits for
+        self._sync_entries: list[FlowEntry] = []
+        self._resync_misses: dict[tuple[int, bool], int] = {}
+        self.last_restore: dict[str, Any] | None = None
+        self.last_sync: dict[str, Any] | None = None
 
     @property
     def dpid(self) -> int:
         return self.config.dpid
 
+    # --- state: restore, changes, checks -------------------------------------------------
+
+    def restore(self, stored: dict[str, dict[Any, Any]], source: str = "") -> None:
+        """Take over records a previous controller kept. Streams are picked up where the
+        records leave them (resynchronised on the PPTP framing where they lag), timers
+        start afresh, and the switch's flows are compared with the records on connect."""
+        now = self.clock()
+        state = self.state
+        state.load(stored)
+        state.idx = state.rebuild()
+        for key, flows in self.paths.wanted_all().items():
+            state.set_key_flows(key, flows)
+        self._apply_forwards()
+        for pair in state.pairs.values():  # neighbours the GRE flows already name
+            self.neighbours.table.setdefault(pair.inside_ip, pair.to_inside)
+            self.neighbours.table.setdefault(self._next_hop(pair.outside_ip), pair.to_outside)
+        for conn in state.conns.values():
+            conn.last_seen = now
+            if conn.closed_at is not None:
+                conn.closed_at = now
+        counts = state.counts()
+        self.last_restore = {"at": timestamp(now), "source": source, **counts,
+                             "connections_resynchronised": 0, "connections_closed": 0}
+        if counts["control_connections"]:
+            self.log.info("%s restored %d control connections, %d calls, %d GRE pairs%s",
+                          self.config.label, counts["control_connections"], counts["calls"],
+                          counts["gre_pairs"], f" ({source})" if source else "")
+
+    def take_changes(self) -> list[tuple[str, Any, Any]]:
+        return self.state.take_changes()
+
+    def problems(self) -> list[str]:
+        """Indexes that differ from their rebuilt form, records that refer to nothing."""
+        return self.state.problems(self.paths.wanted_all())
+
     # --- switch connection ---------------------------------------------------------------
 
     def datapath_up(self) -> list[Any]:
-        """The switch connected (or reconnected): rebuild our pipeline and live calls' flows."""
+        """The switch connected (or reconnected): read its flows of ours; ``flow_stats``
+        then makes them what the records want, touching nothing that is right."""
         self.connected = True
         self.connected_since = self.clock()
         self.counters["connects"] += 1
-        self.log.info("%s connected: installing PPTP pipeline, %d GRE pairs", self.config.label,
-                      len(self.pairs))
-        msgs = [*pipeline.reset_flows(), *pipeline.static_flows(self.config)]
-        for key in self.pairs.keys.values():
-            key.via_controller = False
-            key.fast_pair = None
-        for pair in self.pairs:
-            pair.fast = False
-            if pair.state == PairState.INSTALLED:
-                msgs.append(outward_flow(pair, self.mac, self.timeouts.gre_idle))
-        for addresses in list(self.pairs.keys):
-            msgs.extend(self._reconcile(addresses))
-        msgs.append(ofmsg.barrier())
+        self.log.info("%s connected: reading its flows (%d GRE pairs kept)",
+                      self.config.label, len(self.state.pairs))
+        xid = self.fence.xid()
+        self._sync_xid = xid
+        self._sync_entries = []
+        request = parser.OFPFlowStatsRequest(
+            None, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+            cookie=pipeline.COOKIE_TAG, cookie_mask=pipeline.COOKIE_TAG_MASK)
+        request.set_xid(xid)
         # Barriers sent to the old connection will never be answered: release now.
-        for conn in self.held.values():
-            msgs.extend(self._held_out.pop(conn, []))
-        self.held.clear()
-        return msgs
+        return [request, *self.fence.release_all()]
 
     def datapath_down(self) -> None:
         if self.connected:
             self.log.warning("%s disconnected; %d control connections kept", self.config.label,
-                             len(self.conns_inside))
+                             len(self.state.conns))
         self.connected = False
         self.connected_since = None
+        self._sync_xid = None
+
+    def wanted_flows(self) -> list[Any]:
+        return [*pipeline.static_flows(self.config), *self.paths.flows()]
+
+    def _sync_flows(self, entries: list[FlowEntry]) -> list[Any]:
+        changes = diff(self.wanted_flows(), [e for e in entries if pipeline.ours(e.cookie)])
+        self.last_sync = {"at": timestamp(self.clock()), "flows_kept": changes.kept,
+                          "flows_added": len(changes.adds),
+                          "flows_deleted": len(changes.deletes)}
+        self.log.info("%s flows: %d kept, %d added, %d deleted", self.config.label,
+                      changes.kept, len(changes.adds), len(changes.deletes))
+        if self.last_restore is not None and "flows_kept" not in self.last_restore:
+            self.last_restore.update(self.last_sync)
+        return [*changes.adds, *changes.deletes, ofmsg.barrier()]
 
     # --- packet-in -----------------------------------------------------------------------
 
@@ -218,7 +241,8 @@ class Gateway:
         if from_inside or self.config.outside_next_hop is None:
             msgs.extend(self.neighbours.learn(ip.src, eth.src, in_port))
         key = (ip.src, tcp.src_port, ip.dst, tcp.dst_port)
-        conn = (self.conns_inside if from_inside else self.conns_outside).get(key)
+        idx = self.state.idx
+        conn = (idx.by_inside if from_inside else idx.by_outside).get(key)
         if conn is None:
             opening = tcp.has(TCP_SYN) and not tcp.flags & (TCP_ACK | TCP_RST) \
                 and tcp.dst_port == pptp.PPTP_PORT
@@ -229,13 +253,18 @@ class Gateway:
             else:
                 return msgs + self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src,
                                          tcp.src_port, ip.dst, tcp.dst_port)
+            if conn is None:
+                return msgs
         if ip.ttl <= 1:
             return msgs + self._drop("ttl_expired", "from %s", ip.src)
         conn.last_seen = now
         from_client = from_inside != conn.inbound  # the PNS's side of the connection
         if tcp.has(TCP_SYN):
             self._start_stream(conn, tcp, from_client)
-        segments, events = self._rewrite(conn, tcp, from_client)
+        rewritten = self._rewrite(conn, tcp, from_client)
+        if rewritten is None:  # the connection could not be picked up again
+            return msgs + self._reset(conn, ip, tcp, from_inside, now)
+        segments, events = rewritten
         flow_msgs, hold = self._apply(conn, events)
         out: list[Any] = []
         for segment in segments:
@@ -251,27 +280,8 @@ class Gateway:
         if from_client:
             msgs.extend([*flow_msgs, *out])
         else:
-            msgs.extend(self._from_server(conn, flow_msgs, hold, out))
+            msgs.extend(self.fence.after_flows(conn.id, flow_msgs, hold, out))
         msgs.extend(self._tcp_close(conn, tcp))
-        return msgs
-
-    def _from_server(self, conn: ControlConnection, flow_msgs: list[Any], hold: bool,
-                     out: list[Any]) -> list[Any]:
-        """The server's segments: a reply that set up a call waits for its flows (on a
-        switch that runs messages in order, being sent after them is enough)."""
-        msgs = list(flow_msgs)
-        waiting = self._held_out.get(conn)
-        if hold and waiting is None and self.fenced:
-            xid = self._xid()
-            barrier = ofmsg.barrier()
-            barrier.set_xid(xid)
-            waiting = self._held_out[conn] = []
-            self.held[xid] = conn
-            msgs.append(barrier)
-        if waiting is not None:
-            waiting.extend(out)  # keep the stream in order behind the held reply
-        else:
-            msgs.extend(out)
         return msgs
 
     def _ip_tcp(self, ip: Ipv4, tcp: Tcp, src: tuple[IPv4Address, int] | None = None,
@@ -283,131 +293,42 @@ class Gateway:
         return build_ipv4(ip._replace(src=src_ip, dst=dst_ip, ttl=ip.ttl - 1,
                                       payload=build_tcp(segment, src_ip, dst_ip)))
 
-    def _start_stream(self, conn: ControlConnection, tcp: Tcp, from_client: bool) -> None:
+    def _start_stream(self, conn: Conn, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
         if from_client and conn.to_server is None:
             conn.to_server = (tcp.seq + 1) % SEQ_MOD
         elif not from_client and conn.to_client is None:
             conn.to_client = (tcp.seq + 1) % SEQ_MOD
+        else:
+            return
+        self.state.touch(rec.CONN, conn.id)
 
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
-        conn = self.held.pop(xid, None)
-        return [] if conn is None else self._held_out.pop(conn, [])
+        return self.fence.barrier_reply(xid)
 
-    def _open_outbound(self, ip: Ipv4, tcp: Tcp, now: float) -> ControlConnection:
-        public_ip = self._choose_public(ip.src, ip.dst)
-        public_port = self._choose_port(public_ip, tcp.src_port, ip.dst, tcp.dst_port)
-        return self._register(ControlConnection(
-            ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip, public_port,
-            created=now, last_seen=now, direction=Direction.OUTBOUND))
+    def _open_outbound(self, ip: Ipv4, tcp: Tcp, now: float) -> Conn | None:
+        public_ip = self.pool.choose_public(ip.src, ip.dst)
+        public_port = self.pool.choose_port(public_ip, tcp.src_port, ip.dst, tcp.dst_port)
+        if public_port is None:
+            self.counters["public_ports_exhausted"] += 1
+            self.log.warning("no free port on %s towards %s:%d: connection from %s refused",
+                             public_ip, ip.dst, tcp.dst_port, ip.src)
+            return None
+        return self._register(Conn(
+            self.state.new_id(), ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip,
+            public_port, created=now, last_seen=now, direction=Direction.OUTBOUND))
 
-    def _open_inbound(self, ip: Ipv4, tcp: Tcp, now: float) -> ControlConnection:
-        return self._register(ControlConnection(
-            ip.src, tcp.src_port, self.forwards[ip.dst], pptp.PPTP_PORT, ip.dst,
-            pptp.PPTP_PORT, created=now, last_seen=now, direction=Direction.INBOUND))
+    def _open_inbound(self, ip: Ipv4, tcp: Tcp, now: float) -> Conn:
+        return self._register(Conn(
+            self.state.new_id(), ip.src, tcp.src_port, self.forwards[ip.dst], pptp.PPTP_PORT,
+            ip.dst, pptp.PPTP_PORT, created=now, last_seen=now, direction=Direction.INBOUND))
 
-    def _register(self, conn: ControlConnection) -> ControlConnection:
-        self.conns_inside[conn.inside_key] = conn
-        self.conns_outside[conn.outside_key] = conn
-        if not conn.inbound:
-            self._track_outbound(conn, +1)
+    def _register(self, conn: Conn) -> Conn:
+        self.state.add_conn(conn)
         self.counters[f"control_connections_{conn.direction}"] += 1
         self.log.debug("control connection %s", Described(conn))
         return conn
-
-    def _choose_public(self, client: IPv4Address, server: IPv4Address) -> IPv4Address:
-        """Keep a client on one address per server; else a pool address no other client
-        uses towards that server (addresses that forward inbound PPTP last), so its GRE
-        pair stays unambiguous; else the default."""
-        known = self._client_public.get((client, server))
-        if known is not None:
-            return known if isinstance(known, IPv4Address) else known[0]
-        free = self._free_pool.get(server)
-        if free is None:
-            free = self._free_pool[server] = list(range(len(self._pool)))
-        while free:  # a heap of pool positions; entries of addresses now in use are stale
-            address = self._pool[free[0]]
-            key = self.pairs.keys.get((server, address))
-            if key is None or key.users is None:
-                return address
-            heapq.heappop(free)
-        return self.config.default_public_address
-
-    def _choose_port(self, public: IPv4Address, port: int, server: IPv4Address,
-                     server_port: int) -> int:
-        """The client's own source port unless another connection holds it; then the next
-        free one after a per-(server, public address) cursor (amortised O(1))."""
-        def free(candidate: int) -> bool:
-            reserved = candidate == pptp.PPTP_PORT and public in self.forwards
-            return not reserved and \
-                (server, server_port, public, candidate) not in self.conns_outside
-        if free(port):
-            return port
-        cursor_key = (server, server_port, public)
-        candidate = self._port_cursor.get(cursor_key, FIRST_DYNAMIC_PORT)
-        for _ in range(65536):
-            following = candidate + 1 if candidate < 65535 else FIRST_DYNAMIC_PORT
-            if free(candidate):
-                self._port_cursor[cursor_key] = following
-                return candidate
-            candidate = following
-        raise RuntimeError(f"no free port on {public} towards {server}")
-
-    def _track_outbound(self, conn: ControlConnection, delta: int) -> None:
-        """Keep the indexes behind _choose_public: who uses which public address. A client
-        keeps one public address per server, so its connection count there is the count
-        on that (server, public) key too."""
-        pair_key = (conn.client_ip, conn.server_ip)
-        known = self._client_public.get(pair_key)
-        if known is None:
-            public, count = conn.public_ip, 0
-        elif isinstance(known, IPv4Address):
-            public, count = known, 1
-        else:
-            public, count = known
-        count += delta
-        if count > 1:
-            self._client_public[pair_key] = (public, count)
-        elif count == 1:
-            self._client_public[pair_key] = public
-        else:
-            self._client_public.pop(pair_key, None)
-        key_addresses = (conn.server_ip, conn.public_ip)
-        client = conn.client_ip
-        key: GreKey | None
-        if count > 0:  # the client uses the key: one address, or a set once shared
-            key = self.pairs.key(key_addresses)
-            users = key.users
-            if users is None:
-                key.users = client
-            elif isinstance(users, set):
-                users.add(client)
-            elif users != client:
-                key.users = {users, client}
-            return
-        key = self.pairs.keys.get(key_addresses)
-        if key is None:
-            return
-        users = key.users
-        if isinstance(users, set):
-            users.discard(client)
-            if len(users) == 1:
-                key.users = users.pop()
-            return
-        if users != client:
-            return
-        key.users = None
-        self.pairs.drop_if_unused(key_addresses)
-        free = self._free_pool.get(conn.server_ip)
-        position = self._pool_position.get(conn.public_ip)
-        if free is not None and position is not None:
-            heapq.heappush(free, position)  # free again towards that server
-
-    def _refresh_pool(self) -> None:
-        self._pool = sorted(self.config.public_addresses, key=lambda a: a in self.forwards)
-        self._pool_position = {address: i for i, address in enumerate(self._pool)}
-        self._free_pool: dict[IPv4Address, list[int]] = {}  # rebuilt lazily per server
 
     def _next_hop(self, destination: IPv4Address) -> IPv4Address:
         return self.config.outside_next_hop or destination
@@ -418,15 +339,47 @@ class Gateway:
             return [ofmsg.packet_out(frame, [ofmsg.output(hop.port)])]
         return send
 
-    def _rewrite(self, conn: ControlConnection, tcp: Tcp,
-                 from_client: bool) -> tuple[list[Tcp], list[Event]]:
-        """The segments to forward for ``tcp`` (call IDs translated), and call events."""
+    def _stream(self, conn: Conn, tcp: Tcp, from_client: bool) -> StreamRewriter | None:
+        """The direction's rewriter for this segment; None: forward it untouched (a
+        restored stream still looking for the start of a message)."""
         stream = conn.to_server if from_client else conn.to_client
-        if not tcp.payload or stream is None:
-            return [tcp], []
+        decide = self._to_server_decider if from_client else self._to_client_decider
+        if isinstance(stream, StreamRewriter):
+            return stream
         if isinstance(stream, int):  # parked between messages: carry on from there
-            stream = StreamRewriter(stream, self._to_server_decider if from_client
-                                    else self._to_client_decider, conn)
+            return StreamRewriter(stream, decide, conn)
+        assert isinstance(stream, StreamMark)
+        ahead = (tcp.seq - stream.seq) % SEQ_MOD
+        if ahead == 0 or ahead >= SEQ_MOD // 2:  # at the mark, or retransmitted: in step
+            return StreamRewriter.resume(stream, decide, conn)
+        # Bytes were forwarded past the mark before the restart: pick the stream up at
+        # the next segment that starts a message.
+        if _starts_message(tcp.payload):
+            self.counters["streams_resynchronised"] += 1
+            if self.last_restore is not None:
+                self.last_restore["connections_resynchronised"] += 1
+            self.log.info("%s: control stream resynchronised %d bytes on", describe(conn),
+                          ahead)
+            return StreamRewriter.resume(stream, decide, conn, seq=tcp.seq)
+        self.counters["resync_segments_skipped"] += 1
+        return None
+
+    def _rewrite(self, conn: Conn, tcp: Tcp,
+                 from_client: bool) -> tuple[list[Tcp], list[Event]] | None:
+        """The segments to forward for ``tcp`` (call IDs translated), and call events.
+        None: a restored stream that cannot be followed."""
+        stored = conn.to_server if from_client else conn.to_client
+        if not tcp.payload or stored is None:
+            return [tcp], []
+        stream = self._stream(conn, tcp, from_client)
+        if stream is None:
+            misses = self._resync_misses.get((conn.id, from_client), 0) + 1
+            if misses >= RESYNC_SEGMENTS:
+                return None
+            self._resync_misses[(conn.id, from_client)] = misses
+            return [tcp], []
+        if self._resync_misses:
+            self._resync_misses.pop((conn.id, from_client), None)
         try:
             result = stream.segment(tcp.seq, tcp.payload)
         except ReassemblyOverflow as err:
@@ -434,10 +387,11 @@ class Gateway:
             self.log.warning("%s: %s", describe(conn), err)
             return [], []
         parked = stream.parked()
+        kept: Any = stream if parked is None else parked
         if from_client:
-            conn.to_server = stream if parked is None else parked
+            conn.to_server = kept
         else:
-            conn.to_client = stream if parked is None else parked
+            conn.to_client = kept
         if result.error is not None:
             conn.count_error("stream_desync")
             self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
@@ -446,8 +400,11 @@ class Gateway:
                     else tcp._replace(seq=emit.seq, payload=emit.payload, flags=tcp.flags
                                       if emit.complete else tcp.flags & ~(TCP_FIN | TCP_PSH))
                     for emit in result.emits]
-        tracker = Tracker(self.clock())
         events: list[Event] = []
+        if not result.messages:
+            return segments, events
+        self.state.touch(rec.CONN, conn.id)  # its stream moved on a message
+        tracker = Tracker(self.state, self.clock())
         for message in result.messages:
             try:
                 msg = pptp.parse(message.data)
@@ -460,69 +417,50 @@ class Gateway:
             events.extend(handle(conn, msg))
         return segments, events
 
-    def _decide_to_server(self, conn: ControlConnection, site: CallIdSite) -> int:
-        if conn.inbound:  # the inside server's GRE keys are never ambiguous here
-            return site.value
-        field = (site.message_type, site.field)
-        if field in ALLOCATING_FIELDS:
-            return self._allocate_public_id(conn, site.value)
-        if field in CLIENT_ID_FIELDS_OUT:
-            return conn.public_id(site.value)
-        return site.value
-
-    def _decide_to_client(self, conn: ControlConnection, site: CallIdSite) -> int:
-        if (site.message_type, site.field) in CLIENT_ID_FIELDS_IN:
-            return conn.client_id(site.value)
-        return site.value
-
-    def _allocate_public_id(self, conn: ControlConnection, client_id: int) -> int:
-        """The call ID the server will see: the client's own unless another call through
-        the same public address to the same server already uses it."""
-        if conn.id_map is not None and client_id in conn.id_map:
-            return conn.id_map[client_id]  # a duplicate request: keep its mapping
-        server, public = conn.server_ip, conn.public_ip
-        key = self.pairs.keys.get((server, public))
-        public_id = client_id
-        for _ in range(0x10000):
-            if (key is None or key.call(public_id) is None) \
-                    and (server, public, public_id) not in self._pending_ids:
-                break
-            public_id = (public_id + 1) & 0xFFFF
+    def _reset(self, conn: Conn, ip: Ipv4, tcp: Tcp, from_inside: bool,
+               now: float) -> list[Any]:
+        """Close a connection that cannot be recovered: RST to both ends, its calls and
+        flows gone, counted."""
+        self.counters["connections_unrecoverable"] += 1
+        if self.last_restore is not None:
+            self.last_restore["connections_closed"] += 1
+        self.log.warning("%s: control stream cannot be picked up again: reset",
+                         describe(conn))
+        rst = tcp._replace(flags=TCP_RST | TCP_ACK, payload=b"")
+        back = rst._replace(src_port=tcp.dst_port, dst_port=tcp.src_port, seq=tcp.ack,
+                            ack=(tcp.seq + len(tcp.payload)) % SEQ_MOD)
+        public = (conn.public_ip, conn.public_port)
+        inside_ip, inside_port = conn.inside
+        if from_inside:
+            onward = self._ip_tcp(ip, rst, src=public)
+            reply = self._ip_tcp(ip._replace(src=ip.dst, dst=ip.src, ttl=65), back)
+            to, reply_to = (self._next_hop(ip.dst), OUTSIDE), (ip.src, INSIDE)
         else:
-            self.counters["call_ids_exhausted"] += 1
-            return client_id
-        self._pending_ids[(server, public, public_id)] = conn
-        if conn.id_map is None:
-            conn.id_map = {}
-        conn.id_map[client_id] = public_id
-        if public_id != client_id:
-            self.counters["call_ids_translated"] += 1
-            self.log.info("%s: call ID %d translated to %d", Described(conn), client_id,
-                          public_id)
-        return public_id
+            onward = self._ip_tcp(ip, rst, dst=(inside_ip, inside_port))
+            reply = self._ip_tcp(ip._replace(src=ip.dst, dst=ip.src, ttl=65), back)
+            to, reply_to = (inside_ip, INSIDE), (self._next_hop(ip.src), OUTSIDE)
+        msgs = [*self.neighbours.send_via(*to, self._sender(onward), now),
+                *self.neighbours.send_via(*reply_to, self._sender(reply), now)]
+        msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(conn))[0])
+        self._forget(conn)
+        return msgs
 
-    def _release_public_id(self, conn: ControlConnection, call: Call) -> None:
-        """The call is over: its translation goes (its index entry went with the call)."""
-        if conn.id_map is not None:
-            conn.id_map.pop(call.client_call_id, None)
-            if not conn.id_map:
-                conn.id_map = None
-
-    def _tcp_close(self, conn: ControlConnection, tcp: Tcp) -> list[Any]:
+    def _tcp_close(self, conn: Conn, tcp: Tcp) -> list[Any]:
         if not tcp.flags & (TCP_FIN | TCP_RST):
             return []
         if conn.state == ConnState.CLOSING:
             return []
         conn.state = ConnState.CLOSING
         conn.closed_at = self.clock()
+        self.state.touch(rec.CONN, conn.id)
         self.log.debug("control connection %s closing (%s)", Described(conn),
                        "RST" if tcp.has(TCP_RST) else "FIN")
-        msgs, _ = self._apply(conn, Tracker(self.clock()).connection_closed(conn))
+        msgs, _ = self._apply(conn, Tracker(self.state, conn.closed_at).connection_closed(conn))
         return msgs
 
     # --- calls and their GRE pairs -------------------------------------------------------
 
-    def _apply(self, conn: ControlConnection, events: list[Event]) -> tuple[list[Any], bool]:
+    def _apply(self, conn: Conn, events: list[Event]) -> tuple[list[Any], bool]:
         """Flow messages for call events; True when a new pair awaits confirmation."""
         msgs: list[Any] = []
         hold = False
@@ -531,110 +469,33 @@ class Gateway:
             if event.kind == EventKind.CALL_REQUESTED:
                 msgs.extend(self._call_requested(conn, call))
             elif event.kind == EventKind.CALL_ESTABLISHED:
-                pair_msgs = self._call_established(conn, call)
+                self.counters["calls_established"] += 1
+                self.log.debug("%s: call %d established, server call ID %s", Described(conn),
+                               call.client_call_id, call.server_call_id)
+                pair_msgs = self.paths.call_established(call)
                 hold = hold or bool(pair_msgs)
                 msgs.extend(pair_msgs)
             elif event.kind == EventKind.CALL_CLOSED:
-                msgs.extend(self._call_closed(conn, call))
+                self.counters["calls_closed"] += 1
+                self.log.debug("%s: call %d closed", Described(conn), call.client_call_id)
+                msgs.extend(self.paths.call_closed(conn, call))
         return msgs, hold
 
-    def _call_requested(self, conn: ControlConnection, call: Call) -> list[Any]:
+    def _call_requested(self, conn: Conn, call: rec.Call) -> list[Any]:
         self.counters["calls_requested"] += 1
-        self._pending_ids.pop((conn.server_ip, conn.public_ip, call.public_call_id), None)
-        self._index_call(conn, call)
-        inside_ip, _ = conn.inside
-        outside_ip, _ = conn.outside
-        pair = self.pairs.get(inside_ip, outside_ip, conn.public_ip)
-        if pair is None:
-            to_inside = self.neighbours.lookup(inside_ip)
-            to_outside = self.neighbours.lookup(self._next_hop(outside_ip))
-            if to_inside is None or to_outside is None:
-                self.counters["call_without_next_hop"] += 1
-                self.log.warning("%s: call %d: a next hop is unknown, no GRE flows",
-                                 describe(conn), call.client_call_id)
-                return []
-            pair = self.pairs.add(inside_ip, outside_ip, conn.public_ip, to_inside, to_outside)
-        if call not in pair.calls:
-            pair.calls = (*pair.calls, call)
-        call.pair = pair
-        self.log.debug("%s: call %d requested as %d (pair %d)", Described(conn),
-                       call.client_call_id, call.public_call_id, pair.ident)
+        to_inside = self.neighbours.lookup(conn.inside[0])
+        to_outside = self.neighbours.lookup(self._next_hop(conn.outside[0]))
+        msgs = self.paths.call_requested(conn, call, to_inside, to_outside)
+        if msgs is None:
+            self.counters["call_without_next_hop"] += 1
+            self.log.warning("%s: call %d: a next hop is unknown, no GRE flows",
+                             describe(conn), call.client_call_id)
+            return []
+        self.log.debug("%s: call %d requested as %d (pair %s)", Described(conn),
+                       call.client_call_id, call.public_call_id, call.pair)
         # Early inward GRE reaches the controller, never the drop flow; the barrier keeps
         # the request behind the flow changes on any switch.
-        msgs = self._reconcile(pair.key)
-        return [*msgs, ofmsg.barrier()] if msgs and self.fenced else msgs
-
-    def _index_call(self, conn: ControlConnection, call: Call) -> None:
-        """Inward GRE names the call by ``call.inward_id``, once that is known."""
-        if call.inward_id is not None:
-            self.pairs.key((conn.outside[0], conn.public_ip)).index_call(call)
-
-    def _call_established(self, conn: ControlConnection, call: Call) -> list[Any]:
-        self.counters["calls_established"] += 1
-        self._index_call(conn, call)
-        pair = call.pair
-        self.log.debug("%s: call %d established, server call ID %s", Described(conn),
-                       call.client_call_id, call.server_call_id)
-        if pair is None:
-            return []
-        msgs = []
-        if pair.state == PairState.PENDING:
-            pair.state = PairState.INSTALLED
-            msgs.append(outward_flow(pair, self.mac, self.timeouts.gre_idle))
-        return msgs + self._reconcile(pair.key)
-
-    def _reconcile(self, key_addresses: Key) -> list[Any]:
-        """Make the key's inward flows fit its pairs; adds before deletes, so no GRE
-        falls through to the drop flow while paths change."""
-        pairs = self.pairs.sharing(key_addresses)
-        key = self.pairs.key(key_addresses)
-        lone = pairs[0] if len(pairs) == 1 else None
-        fast = lone if lone is not None and lone.state == PairState.INSTALLED \
-            and not lone.translated else None
-        want_controller = bool(pairs) and fast is None
-        adds: list[Any] = []
-        deletes: list[Any] = []
-        if want_controller and not key.via_controller:
-            key.via_controller = True
-            adds.append(via_controller_flow(key))
-        if fast is not key.fast_pair:
-            if fast is not None:
-                fast.fast = True
-                adds.append(inward_flow(fast, self.mac, self.timeouts.gre_idle))
-            previous = key.fast_pair
-            if previous is not None and previous.fast:
-                previous.fast = False
-                if previous in pairs:  # a removed pair's flows went with its cookie
-                    deletes.append(delete_inward_flow(previous))
-            key.fast_pair = fast
-        if not want_controller and key.via_controller:
-            key.via_controller = False
-            deletes.append(delete_via_controller_flow(key))
-        if not pairs:
-            self.pairs.drop_if_unused(key_addresses)
-        return adds + deletes
-
-    def _call_closed(self, conn: ControlConnection, call: Call) -> list[Any]:
-        self.counters["calls_closed"] += 1
-        self.log.debug("%s: call %d closed", Described(conn), call.client_call_id)
-        key_addresses = (conn.outside[0], conn.public_ip)
-        key = self.pairs.keys.get(key_addresses)
-        if key is not None:
-            key.unindex_call(call)
-        self._release_public_id(conn, call)
-        if call in conn.calls:  # a long-lived connection keeps only its live calls
-            conn.calls = tuple(c for c in conn.calls if c is not call)
-        pair = call.pair
-        if pair is None:
-            self.pairs.drop_if_unused(key_addresses)
-            return []
-        if call in pair.calls:
-            pair.calls = tuple(c for c in pair.calls if c is not call)
-        msgs = []
-        if not pair.calls:
-            self.pairs.remove(pair)
-            msgs.append(delete_pair_flows(pair))
-        return msgs + self._reconcile(pair.key)
+        return self.fence.order(msgs)
 
     # --- GRE through the controller ------------------------------------------------------
 
@@ -648,9 +509,9 @@ class Gateway:
             return self._drop("bad_gre", "%s -> %s: %s", ip.src, ip.dst, err)
         if ip.ttl <= 1:
             return self._drop("ttl_expired", "GRE from %s", ip.src)
-        key = self.pairs.keys.get((ip.src, ip.dst))
-        call = None if key is None else key.call(call_id)
-        if call is None or call.pair is None:
+        call = self.state.key_call((ip.src, ip.dst), call_id)
+        pair = None if call is None else self.state.pair_of(call)
+        if call is None or pair is None:
             return self._drop("gre_no_call", "%s -> %s call ID %d", ip.src, ip.dst, call_id)
         call.slow_packets += 1
         call.slow_bytes += frame_len
@@ -658,47 +519,64 @@ class Gateway:
         inside_id = call.inside_id
         payload = ip.payload if inside_id is None or inside_id == call_id \
             else with_call_id(ip.payload, inside_id)
-        rewritten = ip._replace(dst=call.pair.inside_ip, ttl=ip.ttl - 1, payload=payload)
-        return self._sender(build_ipv4(rewritten))(call.pair.to_inside)
+        rewritten = ip._replace(dst=pair.inside_ip, ttl=ip.ttl - 1, payload=payload)
+        return self._sender(build_ipv4(rewritten))(pair.to_inside)
 
     # --- switch feedback and time --------------------------------------------------------
 
     def flow_removed(self, cookie: int, reason: int, packets: int, octets: int) -> list[Any]:
-        pair = self.pairs.by_cookie(cookie)
+        pair = self.paths.pair_by_cookie(cookie)
         if pair is None:
             return []
-        pair.add_removed(packets, octets)
+        pair.removed_packets += packets
+        pair.removed_bytes += octets
         if reason not in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
             return []
-        self.log.info("GRE pair %d (%s - %s via %s) idle: its calls end", pair.ident,
+        self.log.info("GRE pair %d (%s - %s via %s) idle: its calls end", pair.id,
                       pair.inside_ip, pair.outside_ip, pair.public_ip)
         self.counters["gre_idle_timeouts"] += 1
         msgs: list[Any] = []
-        for conn in self.conns_inside.values():
-            for call in conn.live_calls:
-                if call.pair is pair:
-                    call.state = CallState.CLOSED
-                    msgs.extend(self._call_closed(conn, call))
+        for call in list(self.state.idx.pair_calls.get(pair.id, ())):
+            call.state = CallState.CLOSED
+            self.counters["calls_closed"] += 1
+            msgs.extend(self.paths.call_closed(self.state.conns[call.conn], call))
         return msgs
 
-    def flow_stats(self, entries: list[tuple[int, dict[str, Any], int, int]]) -> None:
-        """(cookie, match, packets, bytes) of our flows in the GRE table."""
-        for cookie, match, packets, octets in entries:
-            if cookie == GRE_UNMATCHED_COOKIE:
-                self.switch_counters["gre_unmatched_dropped"] = packets
+    def flow_stats(self, entries: list[FlowEntry], xid: int | None = None,
+                   more: bool = False) -> list[Any]:
+        """Flow statistics: the answer a reconnect waits for (its flows are then made
+        what the records want), or counters for the session table."""
+        if xid is not None and xid == self._sync_xid:
+            self._sync_entries.extend(entries)
+            if more:
+                return []
+            self._sync_xid = None
+            present, self._sync_entries = self._sync_entries, []
+            self._count(present)
+            return self._sync_flows(present)
+        self._count(entries)
+        return []
+
+    def _count(self, entries: list[FlowEntry]) -> None:
+        for entry in entries:
+            if entry.cookie == GRE_UNMATCHED_COOKIE:
+                self.switch_counters["gre_unmatched_dropped"] = entry.packets
                 continue
-            pair = self.pairs.by_cookie(cookie)
+            if entry.table_id != pipeline.TABLE_GRE:
+                continue
+            pair = self.paths.pair_by_cookie(entry.cookie)
             if pair is None:
                 continue
-            direction = "outward" if match.get("ipv4_src") == str(pair.inside_ip) \
-                else "inward"
-            pair.set_live(direction, packets, octets)
+            if ("ipv4_src", str(pair.inside_ip)) in entry.match:
+                pair.outward_packets, pair.outward_bytes = entry.packets, entry.bytes
+            else:
+                pair.inward_packets, pair.inward_bytes = entry.packets, entry.bytes
 
     def tick(self) -> list[Any]:
         """Timeouts, ARP retries and statistics requests; call about once a second."""
         now = self.clock()
         msgs = self.neighbours.tick(now)
-        for conn in list(self.conns_inside.values()):
+        for conn in list(self.state.conns.values()):
             if conn.state == ConnState.CLOSING:
                 if now - (conn.closed_at or now) >= self.timeouts.closing_linger:
                     self._forget(conn)
@@ -706,7 +584,7 @@ class Gateway:
                 self.log.info("control connection %s idle for %ds: torn down", describe(conn),
                               self.timeouts.control_idle)
                 self.counters["control_idle_timeouts"] += 1
-                events = Tracker(now).connection_closed(conn)
+                events = Tracker(self.state, now).connection_closed(conn)
                 msgs.extend(self._apply(conn, events)[0])
                 self._forget(conn)
         if self.connected and now - self._last_stats >= self.timeouts.stats_interval:
@@ -717,27 +595,39 @@ class Gateway:
                 cookie_mask=pipeline.COOKIE_TAG_MASK))
         return msgs
 
-    def _forget(self, conn: ControlConnection) -> None:
-        for public_id in (conn.id_map or {}).values():  # decided, but no call came of it
-            slot = (conn.server_ip, conn.public_ip, public_id)
-            if self._pending_ids.get(slot) is conn:
-                del self._pending_ids[slot]
-        conn.id_map = None
-        if self.conns_inside.pop(conn.inside_key, None) is not None and not conn.inbound:
-            self._track_outbound(conn, -1)
-        self.conns_outside.pop(conn.outside_key, None)
-
-    def _xid(self) -> int:
-        xid = self._next_xid
-        self._next_xid = self._next_xid % 0x7FFFFFFF + 1
-        return 0x80000000 | xid
+    def _forget(self, conn: Conn) -> None:
+        for call in list(self.state.calls_of(conn)):  # calls end before their connection
+            self.paths.call_closed(conn, call)
+        self.state.remove_conn(conn)
+        self._resync_misses.pop((conn.id, True), None)
+        self._resync_misses.pop((conn.id, False), None)
 
     # --- port forwards -------------------------------------------------------------------
+
+    def _apply_forwards(self) -> None:
+        """The configured forwards, changed by those added and removed at run time."""
+        forwards = {f.public: f.inside for f in self.config.port_forwards}
+        for public, inside in self.state.forwards.items():
+            if inside is None:
+                forwards.pop(public, None)
+            else:
+                forwards[public] = inside
+        self.forwards = forwards
+        self.pool.set_forwarded(frozenset(forwards))
+
+    def _set_forward(self, public: IPv4Address, inside: IPv4Address | None) -> None:
+        configured = {f.public: f.inside for f in self.config.port_forwards}
+        if configured.get(public) == inside:
+            self.state.forwards.pop(public, None)  # as configured: nothing to keep
+        else:
+            self.state.forwards[public] = inside
+        self.state.touch(rec.FORWARD, str(public))
+        self._apply_forwards()
 
     def forward_rows(self) -> list[dict[str, Any]]:
         return [{"dpid": self.dpid, "public": str(public), "inside": str(inside),
                  "sessions": sum(c.inbound and c.public_ip == public
-                                 for c in self.conns_inside.values())}
+                                 for c in self.state.conns.values())}
                 for public, inside in sorted(self.forwards.items())]
 
     def add_forward(self, forward: PortForward) -> None:
@@ -745,20 +635,20 @@ class Gateway:
         if forward.public in self.forwards:
             raise ValueError(f"{forward.public} is already forwarded to "
                              f"{self.forwards[forward.public]}")
-        self.forwards[forward.public] = forward.inside
-        self._refresh_pool()
+        self._set_forward(forward.public, forward.inside)
         self.log.info("port forward %s -> %s added", forward.public, forward.inside)
 
     def remove_forward(self, public: IPv4Address) -> list[Any]:
         """Stop forwarding ``public``; its control connections and calls are torn down."""
         if public not in self.forwards:
             raise KeyError(public)
-        inside = self.forwards.pop(public)
-        self._refresh_pool()
+        inside = self.forwards[public]
+        self._set_forward(public, None)
         msgs: list[Any] = []
-        for conn in list(self.conns_inside.values()):
+        now = self.clock()
+        for conn in list(self.state.conns.values()):
             if conn.inbound and conn.public_ip == public:
-                msgs.extend(self._apply(conn, Tracker(self.clock()).connection_closed(conn))[0])
+                msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(conn))[0])
                 self._forget(conn)
                 self.counters["forward_sessions_torn_down"] += 1
         self.log.info("port forward %s -> %s removed", public, inside)
@@ -768,7 +658,16 @@ class Gateway:
 
     def sessions(self) -> list[dict[str, Any]]:
         """Rows of the REST session table, one per control connection."""
-        return [conn.row(self.dpid) for conn in self.conns_inside.values()]
+        state = self.state
+        rows = []
+        for conn in state.conns.values():
+            calls = []
+            for call in state.calls_of(conn):
+                pair = state.pair_of(call)
+                traffic = (0, 0) if pair is None else pair.traffic()
+                calls.append(call_row(call, self.paths.path(call), traffic))
+            rows.append(conn_row(conn, self.dpid, calls))
+        return rows
 
     def status(self) -> dict[str, Any]:
         config = self.config
@@ -784,8 +683,17 @@ class Gateway:
             "inside_address": str(config.inside_address),
             "public_addresses": [str(a) for a in config.public_addresses],
             "port_forwards": self.forward_rows(),
-            "control_connections": len(self.conns_inside),
-            "gre_pairs": len(self.pairs),
+            "control_connections": len(self.state.conns),
+            "gre_pairs": len(self.state.pairs),
             "counters": dict(sorted((self.counters + self.neighbours.counters).items())),
             "switch_counters": dict(sorted(self.switch_counters.items())),
+            "last_restore": self.last_restore,
+            "last_flow_sync": self.last_sync,
         }
+
+
+def _starts_message(payload: bytes) -> bool:
+    """Whether a segment begins with a PPTP control message header (length, magic)."""
+    if len(payload) < 8 or payload[4:8] != COOKIE:
+        return False
+    return pptp.MIN_MESSAGE_LEN <= int.from_bytes(payload[:2], "big") <= pptp.MAX_MESSAGE_LEN

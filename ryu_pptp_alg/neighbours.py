@@ -27,7 +27,7 @@ from ryu_pptp_alg.codec.frame import (
     build_arp,
     build_ethernet,
 )
-from ryu_pptp_alg.pairs import Hop
+from ryu_pptp_alg.records import Hop
 
 LOG = logging.getLogger("ryu_pptp_alg.neighbours")
 

@@ -82,9 +82,8 @@ def _pipeline_cookie(flow: PipelineFlow) -> int:
     return cookie(CookieKind.PIPELINE, flow)
 
 
-def reset_flows() -> list[ofmsg.Message]:
-    """Remove every flow of ours (after a reconnect the switch may hold stale ones)."""
-    return [ofmsg.flow_delete(COOKIE_TAG, COOKIE_TAG_MASK)]
+def ours(cookie: int) -> bool:
+    return cookie & COOKIE_TAG_MASK == COOKIE_TAG
 
 
 def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
@@ -119,7 +118,3 @@ def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
                        _pipeline_cookie(PipelineFlow.GRE_UNMATCHED)),
     ]
 
-
-def connect_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
-    """Everything sent when the gateway's switch connects, ending in a barrier."""
-    return [*reset_flows(), *static_flows(gateway), ofmsg.barrier()]

@@ -30,6 +30,7 @@ from mypy_extensions import mypyc_attr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
 from ryu_pptp_alg.codec.reassembly import StreamMessage
+from ryu_pptp_alg.records import StreamMark
 
 SEQ_MOD = 1 << 32
 HALF_SEQ = 1 << 31
@@ -118,6 +119,28 @@ class StreamRewriter:
                 or self.failed:
             return None
         return self.next_seq
+
+    def mark(self) -> StreamMark:
+        """Where a restarted controller picks this stream up: the first byte of the message
+        in progress (bytes of it already forwarded are skipped there until the next message
+        starts), with every patch a retransmission may still need."""
+        patches = tuple(sorted(((self.base + offset) % SEQ_MOD, byte)
+                               for offset, byte in (self._patches or {}).items()))
+        start = self._emitted if self.failed else self._msg_start
+        return StreamMark((self.base + start) % SEQ_MOD, patches)
+
+    @classmethod
+    def resume(cls, mark: StreamMark, decide: Decide, context: Any,
+               seq: int | None = None) -> StreamRewriter:
+        """A rewriter that carries on from ``mark`` (or from ``seq``, a later message
+        start) with its patches."""
+        stream = cls(mark.seq if seq is None else seq, decide, context)
+        if mark.patches:
+            stream._patches = {}
+            for patch_seq, byte in mark.patches:
+                offset = (patch_seq - stream.base) % SEQ_MOD
+                stream._patches[offset - SEQ_MOD if offset >= HALF_SEQ else offset] = byte
+        return stream
 
     def segment(self, seq: int, payload: bytes) -> Rewritten:
         """One received segment with data: what to forward now, and the messages it completed.

@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+import msgpack
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from ryu_pptp_alg import pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.gre import EnhancedGre, build_gre
 from ryu_pptp_alg.config import GatewayConfig, Timeouts
+from ryu_pptp_alg.flowtable import FlowEntry, encode_instructions
 from ryu_pptp_alg.gateway import Gateway
 from tests.fakeoftable import FakeOFTable
 from tests.unit.wire import assert_same_wire
@@ -66,6 +69,23 @@ class Sent:
         return self.frame is not None
 
 
+class MemoryStore:
+    """The records a state store would hold, kept as the file store keeps them: every
+    change taken from the gateway, through msgpack."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[Any, Any]] = {}
+
+    def append(self, changes: list[tuple[str, Any, Any]]) -> None:
+        for kind, ident, value in msgpack.unpackb(msgpack.packb(changes),
+                                                  strict_map_key=False):
+            kind_records = self.records.setdefault(kind, {})
+            if value is None:
+                kind_records.pop(ident, None)
+            else:
+                kind_records[ident] = value
+
+
 @dataclass
 class FakeSwitch:
     gateway: Gateway
@@ -75,6 +95,8 @@ class FakeSwitch:
     pending_barriers: list[int] = field(default_factory=list)
     messages: list[Any] = field(default_factory=list)
     reorder: bool = False
+    store: MemoryStore = field(default_factory=MemoryStore)
+    connected: bool = True
 
     @classmethod
     def create(cls, config: GatewayConfig, clock: FakeClock,
@@ -83,7 +105,35 @@ class FakeSwitch:
         switch.apply(switch.gateway.datapath_up())
         return switch
 
+    def restart_controller(self) -> Gateway:
+        """A new controller, from what the store holds, connects to this switch (whose
+        flows stay): the old one is gone without another word, its barriers unanswered."""
+        old = self.gateway
+        self.gateway = Gateway(old.config, old.timeouts, clock=old.clock)
+        self.gateway.restore(self.store.records, "memory store")
+        self.pending_barriers = []
+        self.messages = []
+        self.apply(self.gateway.datapath_up())
+        return self.gateway
+
+    def flow_entries(self) -> list[FlowEntry]:
+        """Our flows, as a flow-stats reply with our cookie mask reports them."""
+        return [FlowEntry(f.table_id, f.priority, f.cookie,
+                          tuple(sorted(f.match.items())), encode_instructions(f.instructions),
+                          f.idle_timeout, f.packet_count, f.byte_count)
+                for f in self.table.flows()
+                if f.cookie & pipeline.COOKIE_TAG_MASK == pipeline.COOKIE_TAG]
+
     def apply(self, msgs: list[Any]) -> None:
+        """Messages from the gateway, after the records they depend on are stored (as the
+        app does); then the gateway's indexes must equal their rebuilt form."""
+        self.store.append(self.gateway.take_changes())
+        self._apply(msgs)
+        self.store.append(self.gateway.take_changes())
+        problems = self.gateway.problems()
+        assert not problems, "\n".join(problems)
+
+    def _apply(self, msgs: list[Any]) -> None:
         for msg in self._execution_order(msgs):
             self.messages.append(msg)
             assert_same_wire(msg)  # what app.py would send is what Ryu would
@@ -97,9 +147,10 @@ class FakeSwitch:
                 if self.hold_barriers:
                     self.pending_barriers.append(msg.xid)
                 else:
-                    self.apply(self.gateway.barrier_reply(msg.xid))
+                    self._apply(self.gateway.barrier_reply(msg.xid))
             elif isinstance(msg, parser.OFPFlowStatsRequest):
-                continue
+                if msg.xid is not None:  # one the gateway waits for
+                    self._apply(self.gateway.flow_stats(self.flow_entries(), msg.xid))
             else:
                 self.table.apply([msg])
 

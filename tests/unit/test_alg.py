@@ -3,10 +3,12 @@ from __future__ import annotations
 import logging
 
 from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_pptp_alg import pipeline
+from ryu_pptp_alg import flowtable, pipeline
 from ryu_pptp_alg.alg import Alg
 from ryu_pptp_alg.config import config_from_dict
+from ryu_pptp_alg.flowtable import FlowEntry
 from tests.unit.test_config import VALID
 
 
@@ -22,14 +24,26 @@ def test_unknown_dpid_is_counted_and_logged_not_fatal(caplog):
     assert alg.gateways[1].connected is False
 
 
-def test_connect_resets_only_our_flows_then_installs_pipeline_then_barrier():
+def test_connect_reads_our_flows_then_fixes_only_what_differs():
     alg = Alg(config_from_dict(VALID))
-    msgs = alg.datapath_up(1)
-    reset, *flows, barrier = msgs
-    assert reset.command == ofp.OFPFC_DELETE and reset.table_id == ofp.OFPTT_ALL
-    assert (reset.cookie, reset.cookie_mask) == (pipeline.COOKIE_TAG, pipeline.COOKIE_TAG_MASK)
-    assert type(barrier).__name__ == "OFPBarrierRequest"
-    assert all(pipeline.decode_cookie(f.cookie) is not None for f in flows)
+    (request,) = alg.datapath_up(1)
+    assert isinstance(request, parser.OFPFlowStatsRequest) and request.xid is not None
+    assert request.table_id == ofp.OFPTT_ALL
+    assert (request.cookie, request.cookie_mask) == (pipeline.COOKIE_TAG, pipeline.COOKIE_TAG_MASK)
+    static = pipeline.static_flows(alg.config.gateways[0])
+    kept = flowtable.entry_of(static[0])
+    stale = FlowEntry(1, 3000, pipeline.cookie(pipeline.CookieKind.GRE_PAIR, 9),
+                      (("eth_type", 0x800),), b"")
+    foreign = FlowEntry(2, 5, 0x1234, (), b"")  # another application's: never touched
+    assert alg.flow_stats(1, [kept, stale], request.xid, more=True) == []  # part one
+    *adds, delete, barrier = alg.flow_stats(1, [foreign], request.xid)
+    assert [flowtable.entry_of(a) for a in adds] == [flowtable.entry_of(f) for f in static[1:]]
+    assert delete.command == ofp.OFPFC_DELETE_STRICT and delete.cookie == stale.cookie
+    assert delete.cookie_mask == 0xFFFFFFFFFFFFFFFF
+    assert isinstance(barrier, parser.OFPBarrierRequest)
+    assert alg.gateways[1].last_sync == {**alg.gateways[1].last_sync, "flows_kept": 1,
+                                         "flows_added": len(static) - 1, "flows_deleted": 1}
+    assert alg.flow_stats(1, [], request.xid) == []  # answered once
     assert alg.gateways[1].connected
     alg.datapath_down(1)
     assert not alg.gateways[1].connected

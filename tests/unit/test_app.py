@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import types
 from typing import Any
 
@@ -47,11 +48,13 @@ class FakeBrick:
 
 
 @pytest.fixture
-def glue(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(app_module, "load_configured", lambda: config_from_dict(VALID))
+def glue(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    config = config_from_dict({**VALID, "state": {"path": str(tmp_path / "state.msgpack")}})
+    monkeypatch.setattr(app_module, "load_configured", lambda: config)
     monkeypatch.setattr(app_module, "freeze_startup_objects", lambda: None)
     wsgi = types.SimpleNamespace(register=lambda *args: None)
     instance = app_module.PptpAlgApp(wsgi=wsgi)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the app's handler is not for pytest
     ofwire.use_ryu_packet_in_parser()  # the app installed its own: not for other tests
     brick = FakeBrick([instance.name])
     instance._ofp_brick = brick

@@ -210,7 +210,8 @@ def test_translated_ids_are_released_with_their_calls(switch):
     second.call(call_id=7, server_call_id=0x100)  # translated
     second.from_server(pptp.CallDisconnectNotify(call_id=0x100))
     first.from_server(pptp.CallDisconnectNotify(call_id=0x80))
-    assert switch.gateway.pairs.indexed_calls() == [] and switch.gateway._pending_ids == {}
+    idx = switch.gateway.state.idx
+    assert idx.key_calls == {} and idx.pending_ids == {}
     second.call(call_id=7, server_call_id=0x101)
     assert call_rows(switch)["10.0.0.12"]["public_call_id"] == 7
 
@@ -264,11 +265,12 @@ def test_every_index_empties_once_every_connection_is_gone(clock):
     for call_id, peers in enumerate(everyone, 7):
         peers.start()
         peers.call(call_id, 0x80 + call_id)
-    assert len(gateway.pairs) == 3 and len(gateway.pairs.keys) == 2
+    assert len(gateway.state.pairs) == 3 and len(gateway.state.idx.key_pairs) == 2
     assert [len(s["calls"]) for s in gateway.sessions()] == [1, 1, 1, 1]
     for peers in everyone:
         switch.send(peers.port, peers.client.segment(fr.TCP_RST))
     switch.tick(clock, TIMEOUTS.closing_linger)
     assert gateway.sessions() == [] and switch.gre_flows() == []
-    assert (len(gateway.pairs), gateway.pairs.keys, gateway.pairs.indexed_calls(),
-            gateway._client_public, gateway._pending_ids) == (0, {}, [], {}, {})
+    state = gateway.state
+    assert (state.conns, state.calls, state.pairs) == ({}, {}, {})
+    assert state.idx == type(state.idx)()  # every index empty

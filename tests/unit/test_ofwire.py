@@ -14,26 +14,27 @@ from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_pptp_alg import ofmsg, ofwire, pairs, pipeline
+from ryu_pptp_alg import flowtable, ofmsg, ofwire, pairs, pipeline
 from ryu_pptp_alg.config import config_from_dict
-from ryu_pptp_alg.pairs import GreKey, GrePair, Hop
+from ryu_pptp_alg.records import Hop, Pair
 from tests.unit.test_config import VALID
 from tests.unit.wire import assert_same_wire, ours, ryu_bytes
 
 
-def pair() -> GrePair:
-    return GrePair(7, IPv4Address("10.0.0.2"), IPv4Address("198.51.100.9"),
+def pair() -> Pair:
+    return Pair(7, IPv4Address("10.0.0.2"), IPv4Address("198.51.100.9"),
                    IPv4Address("203.0.113.5"), Hop("02:00:00:00:00:02", 1),
                    Hop("02:00:00:00:00:09", 3))
 
 
 def alg_messages() -> list[Any]:
     gateway = config_from_dict(VALID).gateways[0]
-    key = GreKey(3, IPv4Address("198.51.100.9"), IPv4Address("203.0.113.5"))
-    return [*pipeline.reset_flows(), *pipeline.static_flows(gateway),
+    key = (IPv4Address("198.51.100.9"), IPv4Address("203.0.113.5"))
+    return [*pipeline.static_flows(gateway),
+            flowtable.delete_strict(flowtable.entry_of(pipeline.static_flows(gateway)[0])),
             pairs.outward_flow(pair(), "0e:00:00:00:00:01", 60),
             pairs.inward_flow(pair(), "0e:00:00:00:00:01", 60),
-            pairs.via_controller_flow(key), pairs.delete_via_controller_flow(key),
+            pairs.via_controller_flow(key, 3), pairs.delete_via_controller_flow(key, 3),
             pairs.delete_inward_flow(pair()), pairs.delete_pair_flows(pair()),
             ofmsg.barrier(), ofmsg.packet_out(b"\x01" * 60, [ofmsg.output(2)]),
             ofmsg.packet_out(b"\x02" * 61, [ofmsg.output(ofp.OFPP_IN_PORT)], in_port=4)]

@@ -7,10 +7,11 @@ from ipaddress import IPv4Address
 import pytest
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from ryu_pptp_alg import pipeline
+from ryu_pptp_alg import pairs, pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.config import Timeouts, config_from_dict
+from ryu_pptp_alg.flowtable import FlowEntry
 from tests.unit.fakeswitch import FakeSwitch, Host, TcpEnd, tcp_of
 
 GW_MAC = "0e:00:00:00:00:01"
@@ -280,10 +281,12 @@ def test_flow_stats_feed_the_session_counters(switch):
     peers = Peers(switch, 1)
     peers.start()
     peers.call(7, 0x80)
-    pair = next(iter(switch.gateway.pairs))
-    switch.gateway.flow_stats([(pair.cookie, {"ipv4_src": str(CLIENTS[1].ip)}, 10, 1000),
-                               (pair.cookie, {"ipv4_src": str(SERVER_IP)}, 5, 700),
-                               (0x77, {}, 99, 99)])
+    (pair,) = switch.gateway.state.pairs.values()
+    cookie = pairs.pair_cookie(pair)
+    switch.gateway.flow_stats([
+        FlowEntry(1, 3000, cookie, (("ipv4_src", str(CLIENTS[1].ip)),), b"", 0, 10, 1000),
+        FlowEntry(1, 3000, cookie, (("ipv4_src", str(SERVER_IP)),), b"", 0, 5, 700),
+        FlowEntry(1, 3000, 0x77, (), b"", 0, 99, 99)])
     (call,) = only_session(switch)["calls"]
     assert (call["packets"], call["bytes"]) == (15, 1700)
 
@@ -390,7 +393,7 @@ def test_closed_calls_do_not_pile_up_on_a_long_lived_connection(switch):
         peers.from_client(pptp.CallClearRequest(call_id=call_id))
         peers.from_server(pptp.CallDisconnectNotify(call_id=0x100 + call_id))
     peers.call(call_id=99, server_call_id=0x199)
-    (conn,) = switch.gateway.conns_inside.values()
-    assert [call.client_call_id for call in conn.calls] == [99]
-    assert len(switch.gateway.pairs.indexed_calls()) == 1 and len(switch.gateway.pairs) == 1
+    state = switch.gateway.state
+    assert [call.client_call_id for call in state.calls.values()] == [99]
+    assert len(state.idx.key_calls) == 1 and len(state.pairs) == 1
     assert [c["client_call_id"] for c in only_session(switch)["calls"]] == [99]

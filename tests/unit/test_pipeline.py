@@ -13,7 +13,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg import pairs, pipeline
 from ryu_pptp_alg.config import config_from_dict
-from ryu_pptp_alg.pairs import GrePair, Hop
+from ryu_pptp_alg.records import Hop, Pair
 from tests.fakeoftable import FakeOFTable
 from tests.unit.test_config import VALID
 
@@ -82,7 +82,7 @@ def test_static_flows_match_the_reference():
 
 
 def test_pair_flows_match_the_reference():
-    pair = GrePair(5, IPv4Address("10.0.0.11"), IPv4Address("198.51.100.10"),
+    pair = Pair(5, IPv4Address("10.0.0.11"), IPv4Address("198.51.100.10"),
                    IPv4Address("203.0.113.1"), Hop("02:00:00:00:00:11", 1),
                    Hop("02:00:00:00:00:99", 3))
     values = {"gateway_mac": GATEWAY.gateway_mac, "inside": "10.0.0.11",
@@ -92,7 +92,7 @@ def test_pair_flows_match_the_reference():
     emitted = {"gre_outward": pairs.outward_flow(pair, GATEWAY.gateway_mac, 60),
                "gre_inward": pairs.inward_flow(pair, GATEWAY.gateway_mac, 60),
                "gre_via_controller": pairs.via_controller_flow(
-                   pairs.GreKey(5, pair.outside_ip, pair.public_ip))}
+                   pair.key, pipeline.cookie(pipeline.CookieKind.GRE_KEY, 5))}
     for flow in REFERENCE["pair_flows"]:
         documented = expand({k: flow[k] for k in ("table", "priority", "match", "actions")},
                             values)
@@ -139,7 +139,7 @@ def table():
         match=parser.OFPMatch(),
         instructions=[parser.OFPInstructionActions(
             ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionOutput(NEXT_TABLE_PORT)])])])
-    fake.apply(pipeline.connect_flows(GATEWAY))
+    fake.apply(pipeline.static_flows(GATEWAY))
     return fake
 
 
@@ -189,6 +189,6 @@ def test_other_traffic_reaches_next_table_untouched(table, packet):
 
 def test_reconnect_replaces_our_flows_and_keeps_foreign_ones(table):
     before = table.flow_count()
-    table.apply(pipeline.connect_flows(GATEWAY))
+    table.apply(pipeline.static_flows(GATEWAY))
     assert table.flow_count() == before == len(pipeline.PipelineFlow) + 1
     assert [f.cookie for f in table.flows(GATEWAY.next_table)] == [FOREIGN_COOKIE]

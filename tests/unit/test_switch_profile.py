@@ -97,7 +97,7 @@ def test_ovs_profile_sends_no_barrier_and_holds_nothing(clock):
     peers = place_call(switch)
     call_msgs = switch.messages[start:]
     assert not any(isinstance(m, parser.OFPBarrierRequest) for m in call_msgs)
-    assert switch.gateway.held == {}
+    assert switch.gateway.fence.held == {}
     echo = peers.from_server(pptp.EchoRequest(identifier=1))
     assert [pptp.peek_type(tcp_of(s)[1].payload) for s in echo] == [CMT.ECHO_REQUEST]
     (row,) = switch.gateway.sessions()
