@@ -31,6 +31,7 @@ BENCHMARKS: list[tuple[str, str, list[str], dict[str, str]]] = [  # name, script
     ("profile", "bench/profile.py", [], {}),
     ("dataplane", "bench/dataplane.py", [], {}),
     ("endtoend", "bench/endtoend.py", ["--rounds", "7"], {}),
+    ("restore", "bench/restore.py", ["--rounds", "3"], {}),
 ]
 TARGETS = """Targets (issue 6): >= 2,000 call set-ups per second and p99 set-up latency under
 10 ms at 100 concurrent calls; under 2 KiB of controller memory per call; fast path

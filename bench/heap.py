@@ -20,6 +20,7 @@ import shlex
 import sys
 import time
 import tracemalloc
+import types
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from controlplane import (
     mac_of,
     router_arp_request,
 )
+from ryu.ofproto import ofproto_v1_3
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg import compiled, ofwire
@@ -56,6 +58,8 @@ from ryu_pptp_alg.config import Timeouts, config_from_dict
 from ryu_pptp_alg.gateway import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
+# What Ryu's serialiser needs of a datapath, for the messages ofwire hands it.
+RYU_DATAPATH = types.SimpleNamespace(ofproto=ofproto_v1_3, ofproto_parser=parser)
 
 
 class Driver:
@@ -78,10 +82,12 @@ class Driver:
             if msg.xid is None:
                 msg.xid = self.xid
                 self.xid += 1
-            ofwire.encode(msg)
+            ofwire.encode(msg, RYU_DATAPATH)
             self.messages += 1
             if isinstance(msg, parser.OFPBarrierRequest):
                 out.extend(self._deliver(self.gateway.barrier_reply(msg.xid)))
+            elif isinstance(msg, parser.OFPFlowStatsRequest):  # on connect: an empty switch
+                out.extend(self._deliver(self.gateway.flow_stats([], msg.xid)))
             else:
                 out.append(msg)
         return out
@@ -182,7 +188,7 @@ def measure(calls: int, pool: int, servers: int, top: int) -> dict[str, Any]:
             "driver_cpu_us_per_setup": round(1e6 * (cpu - busy) / measured, 1),
             "messages_per_setup": round(messages / measured, 2),
             "heap_bytes_per_call": round(total / measured, 1),
-            "sessions": len(traced.gateway.conns_inside), "top_sites": sites,
+            "sessions": len(traced.gateway.state.conns), "top_sites": sites,
             "full_gc_pause_ms": round(gc_pause, 1), "gc_tracked_objects": tracked,
             "full_gc_pause_unfrozen_ms": round(unfrozen_pause, 1),
             "full_gc_pause_no_calls_unfrozen_ms": round(startup_pause, 1),

@@ -10,15 +10,13 @@ import logging
 import time
 from collections import Counter
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ryu_pptp_alg import ofmsg
 from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward
 from ryu_pptp_alg.flowtable import FlowEntry
 from ryu_pptp_alg.gateway import Clock, Gateway
-
-if TYPE_CHECKING:
-    from ryu_pptp_alg.store import StateStore
+from ryu_pptp_alg.store import StateStore, StoreError
 
 LOG = logging.getLogger("ryu_pptp_alg.alg")
 
@@ -54,6 +52,7 @@ class Alg:
                          for g in config.gateways}
         self.counters: Counter[str] = Counter()
         self.store = store
+        self.store_ok = True
         if store is not None:
             self._restore(store)
 
@@ -68,17 +67,27 @@ class Alg:
             gateway.restore(records, loaded.detail)
         LOG.info("state store: %s (%s)", loaded.status, loaded.detail)
 
-    def _stored(self, gateway: Gateway, msgs: list[ofmsg.Message]) -> list[ofmsg.Message]:
-        changes = gateway.take_changes()
+    def _stored(self, gateway: Gateway, msgs: list[ofmsg.Message],
+                lazy: bool = False) -> list[ofmsg.Message]:
+        changes = gateway.take_changes(lazy)
         if changes and self.store is not None:
-            self.store.append(gateway.dpid, changes)
+            try:
+                self.store.append(gateway.dpid, changes)
+            except StoreError as err:  # a full disk must not stop every call: go on, loudly
+                self.counters["state_store_errors"] += 1
+                if self.counters["state_store_errors"] == 1 or self.store_ok:
+                    LOG.error("state store: %s; calls go on but would not survive a "
+                              "restart until it works again", err)
+                self.store_ok = False
+                return msgs
+            self.store_ok = True
         return msgs
 
     def compact(self) -> None:
         """Write the whole state afresh (the store's journal grows until then)."""
         if self.store is not None:
             for gateway in self.gateways.values():
-                self._stored(gateway, [])
+                self._stored(gateway, [], lazy=True)
             self.store.compact({dpid: gateway.state.snapshot()
                                 for dpid, gateway in self.gateways.items()})
 
@@ -139,8 +148,8 @@ class Alg:
         """Once a second: the store's fsync interval and compaction."""
         if self.store is None:
             return
-        for gateway in self.gateways.values():  # disconnected gateways' timers too
-            self._stored(gateway, [])
+        for gateway in self.gateways.values():  # what waited to go with another change
+            self._stored(gateway, [], lazy=True)
         if self.store.compaction_due():
             self.compact()
         self.store.maybe_sync(self.clock())

@@ -20,6 +20,8 @@ MAX_DPID = 2**64 - 1
 MAX_PORT = 0xFFFFFF00  # OFPP_MAX: highest physical port number
 DEFAULT_NEXT_TABLE = 2
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+DEFAULT_STATE_PATH = Path("/var/lib/ryu-pptp-alg/state.msgpack")
+MAX_FSYNC_INTERVAL = 3600.0
 
 T = TypeVar("T")
 
@@ -101,10 +103,33 @@ class Timeouts:
     arp_give_up: float = 5.0  # packets waiting for an unresolved next hop are dropped after
 
 
+class StateBackend(StrEnum):
+    """Where the controller keeps its records across restarts (``ryu_pptp_alg.store``).
+
+    ``file``: a snapshot and an append-only journal on local disk. ``none``: nothing is
+    kept; a restarted controller starts cold.
+    """
+
+    FILE = "file"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """The ``state:`` section. A power loss may lose the changes of the last
+    ``fsync_interval`` seconds (0: none, at the cost of a disk flush per change); a
+    killed or crashed controller loses nothing either way."""
+
+    backend: StateBackend = StateBackend.FILE
+    path: Path = DEFAULT_STATE_PATH  # the snapshot; the journal is <path>.journal
+    fsync_interval: float = 1.0
+
+
 @dataclass(frozen=True)
 class AlgConfig:
     gateways: tuple[GatewayConfig, ...]
     timeouts: Timeouts = Timeouts()
+    state: StateConfig = StateConfig()
 
     def gateway(self, dpid: int) -> GatewayConfig | None:
         for gateway in self.gateways:
@@ -148,7 +173,7 @@ def parse_config(text: str) -> AlgConfig:
 
 
 def config_from_dict(document: Any) -> AlgConfig:
-    top = _mapping(document, "", {"gateways", "timeouts"})
+    top = _mapping(document, "", {"gateways", "timeouts", "state"})
     if "gateways" not in top:
         raise ConfigError("gateways", "missing (a list with one entry per NAT switch)")
     entries = _list(top["gateways"], "gateways")
@@ -161,7 +186,8 @@ def config_from_dict(document: Any) -> AlgConfig:
             raise ConfigError(f"gateways[{i}].dpid",
                               f"{gateway.dpid:#x} is also gateways[{seen[gateway.dpid]}]")
         seen[gateway.dpid] = i
-    return AlgConfig(gateways=gateways, timeouts=_timeouts(top.get("timeouts") or {}))
+    return AlgConfig(gateways=gateways, timeouts=_timeouts(top.get("timeouts") or {}),
+                     state=_state({} if top.get("state") is None else top["state"]))
 
 
 def _timeouts(value: Any) -> Timeouts:
@@ -178,6 +204,30 @@ def _timeouts(value: Any) -> Timeouts:
         else:
             values[name] = float(raw)
     return Timeouts(**values)
+
+
+def _state(value: Any) -> StateConfig:
+    fields = _mapping(value, "state", set(StateConfig.__dataclass_fields__))
+    backend = fields.get("backend", StateBackend.FILE.value)
+    if not isinstance(backend, str) or backend not in set(StateBackend):
+        raise ConfigError("state.backend",
+                          f"{backend!r} is not one of {', '.join(map(str, StateBackend))}")
+    path = fields.get("path", str(DEFAULT_STATE_PATH))
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError("state.path", f"expected a file path, got {_describe(path)}")
+    if path.endswith("/"):
+        raise ConfigError("state.path", f"{path!r} names a directory; name the file in it, "
+                                        f"e.g. {path}{DEFAULT_STATE_PATH.name}")
+    interval = fields.get("fsync_interval", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise ConfigError("state.fsync_interval",
+                          f"expected a number of seconds, got {_describe(interval)}")
+    if not 0 <= interval <= MAX_FSYNC_INTERVAL:
+        raise ConfigError("state.fsync_interval",
+                          f"{interval} is out of range [0, {MAX_FSYNC_INTERVAL:g}] "
+                          "(0: flush every change to disk)")
+    return StateConfig(backend=StateBackend(backend), path=Path(path),
+                       fsync_interval=float(interval))
 
 
 def _gateway(entry: Any, key: str) -> GatewayConfig:
@@ -352,6 +402,8 @@ __all__ = [
     "ConfigError",
     "GatewayConfig",
     "PortForward",
+    "StateBackend",
+    "StateConfig",
     "SwitchProfile",
     "Timeouts",
     "config_from_dict",

@@ -60,7 +60,7 @@ from ryu_pptp_alg.flowtable import FlowEntry, diff
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import GrePaths
 from ryu_pptp_alg.pool import AddressPool
-from ryu_pptp_alg.records import CallState, Conn, ConnState, Direction, Hop, StreamMark
+from ryu_pptp_alg.records import CallState, Conn, ConnState, Hop, StreamMark
 from ryu_pptp_alg.rewriter import COOKIE, SEQ_MOD, StreamRewriter
 from ryu_pptp_alg.session import (
     Described,
@@ -154,8 +154,8 @@ class Gateway:
                           self.config.label, counts["control_connections"], counts["calls"],
                           counts["gre_pairs"], f" ({source})" if source else "")
 
-    def take_changes(self) -> list[tuple[str, Any, Any]]:
-        return self.state.take_changes()
+    def take_changes(self, lazy: bool = False) -> list[tuple[str, Any, Any]]:
+        return self.state.take_changes(lazy)
 
     def problems(self) -> list[str]:
         """Indexes that differ from their rebuilt form, records that refer to nothing."""
@@ -295,13 +295,12 @@ class Gateway:
 
     def _start_stream(self, conn: Conn, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
+        # Not a change worth a write of its own: a restored stream with no position
+        # resynchronises on its next message.
         if from_client and conn.to_server is None:
             conn.to_server = (tcp.seq + 1) % SEQ_MOD
         elif not from_client and conn.to_client is None:
             conn.to_client = (tcp.seq + 1) % SEQ_MOD
-        else:
-            return
-        self.state.touch(rec.CONN, conn.id)
 
     def barrier_reply(self, xid: int) -> list[Any]:
         """A barrier we sent was answered: release what waited for it."""
@@ -317,12 +316,12 @@ class Gateway:
             return None
         return self._register(Conn(
             self.state.new_id(), ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip,
-            public_port, created=now, last_seen=now, direction=Direction.OUTBOUND))
+            public_port, created=now, last_seen=now))
 
     def _open_inbound(self, ip: Ipv4, tcp: Tcp, now: float) -> Conn:
         return self._register(Conn(
             self.state.new_id(), ip.src, tcp.src_port, self.forwards[ip.dst], pptp.PPTP_PORT,
-            ip.dst, pptp.PPTP_PORT, created=now, last_seen=now, direction=Direction.INBOUND))
+            ip.dst, pptp.PPTP_PORT, created=now, last_seen=now, inbound=True))
 
     def _register(self, conn: Conn) -> Conn:
         self.state.add_conn(conn)
@@ -403,7 +402,11 @@ class Gateway:
         events: list[Event] = []
         if not result.messages:
             return segments, events
-        self.state.touch(rec.CONN, conn.id)  # its stream moved on a message
+        # The stream's position is written with the connection's next change (a restored
+        # stream that lags resynchronises on a message start), but call-ID patches that
+        # retransmissions need are written at once.
+        if isinstance(kept, StreamRewriter) and kept.has_patches():
+            self.state.touch(rec.CONN, conn.id)
         tracker = Tracker(self.state, self.clock())
         for message in result.messages:
             try:

@@ -85,7 +85,7 @@ class Conn:
     public_ip: IPv4Address  # what the outside end talks to
     public_port: int
     created: float
-    direction: Direction = Direction.OUTBOUND
+    inbound: bool = False  # the server is inside, behind a port forward
     state: ConnState = ConnState.CONNECTING
     last_seen: float = 0.0
     closed_at: float | None = None
@@ -100,8 +100,8 @@ class Conn:
     errors: Counter[str] | None = None  # created with the first error
 
     @property
-    def inbound(self) -> bool:
-        return self.direction == Direction.INBOUND
+    def direction(self) -> Direction:
+        return Direction.INBOUND if self.inbound else Direction.OUTBOUND
 
     @property
     def inside(self) -> tuple[IPv4Address, int]:
@@ -231,7 +231,7 @@ def decode_stream(value: Any) -> StreamMark | None:
 
 def encode_conn(conn: Conn) -> list[Any]:
     return [int(conn.client_ip), conn.client_port, int(conn.server_ip), conn.server_port,
-            int(conn.public_ip), conn.public_port, conn.created, str(conn.direction),
+            int(conn.public_ip), conn.public_port, conn.created, conn.inbound,
             str(conn.state), conn.last_seen, conn.closed_at, encode_stream(conn.to_server),
             encode_stream(conn.to_client),
             None if conn.id_map is None else [[k, v] for k, v in conn.id_map.items()],
@@ -240,9 +240,9 @@ def encode_conn(conn: Conn) -> list[Any]:
 
 def decode_conn(ident: int, value: list[Any]) -> Conn:
     (client_ip, client_port, server_ip, server_port, public_ip, public_port, created,
-     direction, state, last_seen, closed_at, to_server, to_client, id_map, errors) = value
+     inbound, state, last_seen, closed_at, to_server, to_client, id_map, errors) = value
     return Conn(int(ident), _ip(client_ip), client_port, _ip(server_ip), server_port,
-                _ip(public_ip), public_port, created, Direction(direction), ConnState(state),
+                _ip(public_ip), public_port, created, bool(inbound), ConnState(state),
                 last_seen, closed_at, decode_stream(to_server), decode_stream(to_client),
                 None if id_map is None else {int(k): int(v) for k, v in id_map},
                 None if errors is None else Counter({str(k): int(v)

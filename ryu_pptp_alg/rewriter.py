@@ -120,6 +120,9 @@ class StreamRewriter:
             return None
         return self.next_seq
 
+    def has_patches(self) -> bool:
+        return bool(self._patches)
+
     def mark(self) -> StreamMark:
         """Where a restarted controller picks this stream up: the first byte of the message
         in progress (bytes of it already forwarded are skipped there until the next message

@@ -61,7 +61,7 @@ class Tracker:
         match msg:
             case pptp.StartControlConnectionRequest():
                 if conn.state == ConnState.CONNECTING:
-                    self._set_state(conn, ConnState.STARTING)
+                    conn.state = ConnState.STARTING  # passing: written with the reply
             case pptp.OutgoingCallRequest(call_id=call_id):
                 return self._new_call(conn, call_id, None, msg)
             case pptp.IncomingCallReply(call_id=call_id, peer_call_id=peer, result_code=result):
@@ -156,7 +156,7 @@ class Tracker:
 
     def _set_state(self, conn: Conn, state: ConnState) -> None:
         conn.state = state
-        self.state.touch("conn", conn.id)
+        self.state.touch_lazy("conn", conn.id)
 
     def _set_call_state(self, call: Call, state: CallState) -> None:
         call.state = state

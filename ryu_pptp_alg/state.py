@@ -68,6 +68,9 @@ class GatewayState:
         self.forwards: dict[IPv4Address, IPv4Address | None] = {}
         self.idx = Indexes()
         self.dirty: set[tuple[str, Any]] = set()
+        # Changes no peer's next packet depends on (a connection's state shown in the
+        # session table): written with the next write, or within a second.
+        self.lazy: set[tuple[str, Any]] = set()
         self._next_id = 1
         self._next_pair = 1
 
@@ -89,10 +92,16 @@ class GatewayState:
     def touch(self, kind: str, ident: Any) -> None:
         self.dirty.add((kind, ident))
 
-    def take_changes(self) -> list[Change]:
-        """Every record changed since the last call, encoded (None: removed)."""
-        if not self.dirty:
+    def touch_lazy(self, kind: str, ident: Any) -> None:
+        self.lazy.add((kind, ident))
+
+    def take_changes(self, lazy: bool = False) -> list[Change]:
+        """Every record changed since the last call, encoded (None: removed); those
+        touched lazily only along with others, or when ``lazy``."""
+        if not self.dirty and not (lazy and self.lazy):
             return []
+        self.dirty |= self.lazy
+        self.lazy.clear()
         changes = [(kind, ident, self._encoded(kind, ident)) for kind, ident in self.dirty]
         self.dirty.clear()
         return changes
@@ -137,6 +146,7 @@ class GatewayState:
         self._next_id = max([*self.conns, *self.calls], default=0) + 1
         self._next_pair = max(self.pairs, default=0) + 1
         self.dirty.clear()
+        self.lazy.clear()
 
     # --- records that keep the indexes ---------------------------------------------------
 
@@ -173,7 +183,8 @@ class GatewayState:
             conn.id_map = {}
         conn.id_map[client_id] = public_id
         self.idx.pending_ids[(conn.server_ip, conn.public_ip, public_id)] = conn.id
-        self.touch(rec.CONN, conn.id)
+        if public_id != client_id:  # a translation is written at once; an ID kept as
+            self.touch(rec.CONN, conn.id)  # it is, with its call
 
     def add_call(self, call: Call) -> None:
         idx = self.idx
@@ -188,9 +199,10 @@ class GatewayState:
             del conn.id_map[call.client_call_id]
             if not conn.id_map:
                 conn.id_map = None
+            else:
+                self.touch(rec.CONN, conn.id)
         self._index_inward(idx, conn, call)
         self.touch(rec.CALL, call.id)
-        self.touch(rec.CONN, conn.id)
 
     def set_server_call_id(self, call: Call, server_call_id: int) -> None:
         conn = self.conns[call.conn]

@@ -1,13 +1,22 @@
-"""Open vSwitch with userspace (netdev) bridges: no kernel module needed."""
+"""Open vSwitch with userspace (netdev) bridges: no kernel module needed.
+
+Bridges are ``fail-mode=secure``: while no controller is connected the switch
+keeps its flows and adds none of its own (a standalone bridge would fall back to
+learning-switch behaviour). Their controller's ``max_backoff`` is 1 s (OVS
+default: 8 s), so a controller started again is found within about a second.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ryu_pptp_alg.testbed.proc import HarnessError, have, run
+from ryu_pptp_alg.testbed.proc import HarnessError, have, run, wait_for
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+VSWITCHD_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
 
 
 def is_running() -> bool:
@@ -26,6 +35,51 @@ def ensure_running() -> None:
         raise HarnessError("Open vSwitch did not start")
 
 
+def vswitchd_pid() -> int | None:
+    """The pid of the running ovs-vswitchd (from its pidfile), or None."""
+    try:
+        pid = int(Path(VSWITCHD_PIDFILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def restart_vswitchd(keep_flows: bool = False, timeout: float = 60) -> float:
+    """Restart ovs-vswitchd only (ovsdb-server, so every bridge and port record,
+    stays); returns how long it took. Every bridge of the host goes down meanwhile.
+
+    ``keep_flows=False`` stops and starts it: the userspace datapath and every
+    OpenFlow flow are gone, ports come back from the database (same ofports; veth
+    offload settings are untouched) and controllers must reinstall their flows.
+    ``keep_flows=True`` is ``ovs-ctl restart``, which saves the flows with ovs-save
+    and restores them under other_config:flow-restore-wait; but on a bridge with a
+    controller (OVS 3.1 here) the restored flows are flushed again when vswitchd
+    configures the controller once the wait ends (a bridge going from no controller to
+    one drops its flows), so such bridges lose their flows either way. vswitchd runs
+    afterwards, or HarnessError is raised after one more attempt to start it.
+    """
+    if not os.path.exists(OVS_CTL):
+        raise HarnessError(f"{OVS_CTL} missing: install openvswitch-switch")
+    began = time.monotonic()
+    old = vswitchd_pid()
+    try:
+        if keep_flows:
+            run([OVS_CTL, "--no-ovsdb-server", "restart"], timeout=timeout)
+        else:
+            run([OVS_CTL, "--no-ovsdb-server", "stop"], timeout=timeout)
+            run([OVS_CTL, "--no-ovsdb-server", "start"], timeout=timeout)
+        wait_for(lambda: (pid := vswitchd_pid()) is not None and pid != old and
+                 run(["ovs-appctl", "-T", "2", "-t", "ovs-vswitchd", "version"],
+                     check=False).returncode == 0, timeout, "ovs-vswitchd to come back")
+    finally:
+        if vswitchd_pid() is None:  # never leave the host without a switch
+            run([OVS_CTL, "--no-ovsdb-server", "start"], timeout=timeout, check=False)
+    if vswitchd_pid() is None:
+        raise HarnessError("ovs-vswitchd did not start again")
+    return time.monotonic() - began
+
+
 def vsctl(*args: str) -> str:
     return run(["ovs-vsctl", "--timeout=10", *args]).stdout
 
@@ -42,6 +96,7 @@ class Bridge:
     dpid: int
     controller_port: int
     ports: dict[str, int] = field(default_factory=dict)
+    max_backoff_ms: int = 1000  # between attempts to reach a lost controller
 
     def create(self) -> Bridge:
         ensure_running()
@@ -49,8 +104,42 @@ class Bridge:
               "set", "bridge", self.name, "datapath_type=netdev",
               f"other-config:datapath-id={self.dpid:016x}",
               "protocols=OpenFlow13", "fail-mode=secure", "--",
-              "set-controller", self.name, f"tcp:127.0.0.1:{self.controller_port}")
+              "set-controller", self.name, f"tcp:127.0.0.1:{self.controller_port}", "--",
+              "set", "controller", self.name, f"max_backoff={self.max_backoff_ms}")
         return self
+
+    def fail_mode(self) -> str:
+        return vsctl("get-fail-mode", self.name).strip()
+
+    def controller_connected(self) -> bool:
+        """Whether the switch says its controller connection is up (ovsdb's view,
+        refreshed by vswitchd about once a second at most)."""
+        out = run(["ovs-vsctl", "--timeout=5", "get", "controller", self.name,
+                   "is_connected"], check=False).stdout
+        return out.strip() == "true"
+
+    def wait_ports(self, timeout: float = 30) -> None:
+        """Wait until every port we added has its ofport again (after a vswitchd
+        restart) and re-apply ``tx off`` on the veth ends (vswitchd does not touch it,
+        but a port that was re-created would have lost it)."""
+        def ready() -> bool:
+            for ifname, ofport in self.ports.items():
+                out = run(["ovs-vsctl", "--timeout=5", "get", "interface", ifname, "ofport"],
+                          check=False).stdout.strip()
+                if out != str(ofport):
+                    return False
+            return True
+        wait_for(ready, timeout, f"the ports of {self.name} to come back")
+        for ifname in self.ports:
+            run(["ethtool", "-K", ifname, "tx", "off"], check=False)
+
+    def tx_checksum_offload(self) -> dict[str, bool]:
+        """Whether TX checksum offload is on, per port (it must be off)."""
+        result = {}
+        for ifname in self.ports:
+            out = run(["ethtool", "-k", ifname], check=False).stdout
+            result[ifname] = "tx-checksumming: on" in out
+        return result
 
     def add_port(self, ifname: str, ofport: int) -> None:
         vsctl("--may-exist", "add-port", self.name, ifname, "--",

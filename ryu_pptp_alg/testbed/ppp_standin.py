@@ -5,6 +5,14 @@ Ack until the link is open, then LCP Echo-Request every ``--echo-interval``
 seconds and Echo-Reply to the peer's. Counters go to a JSON status file,
 written atomically (tmp + rename) on every change and at least every 0.5 s.
 
+Echo timing: every Echo-Request sent is kept in a bounded ring (``echo_log``: the
+last ``ECHO_LOG_SIZE`` requests as ``[sent, ident, replied or null]``, times from
+``time.monotonic()``, which is CLOCK_MONOTONIC and so comparable between processes
+on one host) and matched with its Echo-Reply by identifier. A request unanswered
+after ``--echo-timeout`` seconds counts as ``lcp_echo_replies_missing``;
+``longest_echo_reply_gap`` is the longest time between two consecutive Echo-Replies
+since the link opened. :func:`echo_report` judges a window of ``echo_log``.
+
 Two ways to run it:
 
 - client side: ``python -m ryu_pptp_alg.testbed.ppp_standin --fd N --status FILE``
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import itertools
 import json
 import os
 import select
@@ -29,8 +38,11 @@ import sys
 import termios
 import time
 import tty
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 FLAG = 0x7E
 ESC = 0x7D
@@ -40,6 +52,8 @@ LCP_TERM_REQ, LCP_TERM_ACK, LCP_CODE_REJ, LCP_PROTO_REJ = 5, 6, 7, 8
 LCP_ECHO_REQ, LCP_ECHO_REP, LCP_DISCARD_REQ = 9, 10, 11
 OPT_MAGIC = 5
 STATUS_ENV = "PPP_STANDIN_STATUS"
+ECHO_LOG_SIZE = 256  # 128 s of echoes at 0.5 s; the status JSON stays ~10 KB
+ECHO_TIMEOUT = 2.0
 
 # --- FCS-16 (RFC 1662 appendix C) -------------------------------------------------------
 
@@ -137,6 +151,9 @@ class Counters:
     lcp_echo_requests_sent: int = 0
     lcp_echo_replies_received: int = 0
     lcp_echo_requests_answered: int = 0
+    lcp_echo_replies_matched: int = 0  # to one of our requests, by identifier
+    lcp_echo_replies_missing: int = 0  # requests unanswered after the echo timeout
+    lcp_echo_replies_late: int = 0  # matched after being counted missing
     other_frames_received: int = 0
 
 
@@ -153,19 +170,32 @@ class Status:
     peer_magic: int | None = None
     started: float = field(default_factory=time.time)
     updated: float = 0.0
+    updated_monotonic: float = 0.0
+    echo_interval: float = 0.5
+    echo_timeout: float = ECHO_TIMEOUT
+    last_echo_reply: float | None = None  # monotonic
+    longest_echo_reply_gap: float = 0.0  # between consecutive replies, since opened
     counters: Counters = field(default_factory=Counters)
+    # [sent, ident, replied or None] of the last ECHO_LOG_SIZE requests (monotonic).
+    echo_log: list[list[Any]] = field(default_factory=list)
 
 
 class StandIn:
     """The PPP endpoint on one tty fd (reads and writes the same fd, or fd 0 / fd 1)."""
 
     def __init__(self, rfd: int, wfd: int, status_path: Path | None, status: Status,
-                 echo_interval: float = 0.5, conf_interval: float = 1.0) -> None:
+                 echo_interval: float = 0.5, conf_interval: float = 1.0,
+                 echo_timeout: float = ECHO_TIMEOUT) -> None:
         self.rfd, self.wfd = rfd, wfd
         self.status_path = status_path
         self.status = status
         self.echo_interval = echo_interval
         self.conf_interval = conf_interval
+        self.echo_timeout = echo_timeout
+        status.echo_interval, status.echo_timeout = echo_interval, echo_timeout
+        self.echo_log: deque[list[Any]] = deque(maxlen=ECHO_LOG_SIZE)
+        self.echo_pending: dict[int, list[Any]] = {}  # ident -> its echo_log entry
+        self.echo_unjudged: deque[list[Any]] = deque()  # entries not yet replied or missing
         self.decoder = HdlcDecoder()
         self.ident = 0
         self.our_acked = False
@@ -204,9 +234,38 @@ class StandIn:
             self.status.state = "req-sent"
 
     def send_echo(self) -> None:
-        self.send(lcp_packet(LCP_ECHO_REQ, self._next_ident(),
-                             struct.pack("!I", self.status.magic)))
+        ident = self._next_ident()
+        self.send(lcp_packet(LCP_ECHO_REQ, ident, struct.pack("!I", self.status.magic)))
         self.c.lcp_echo_requests_sent += 1
+        entry = [round(time.monotonic(), 4), ident, None]
+        self.echo_log.append(entry)
+        self.echo_pending[ident] = entry  # an older request with this ident is forgotten
+        self.echo_unjudged.append(entry)
+
+    def echo_replied(self, ident: int) -> None:
+        self.c.lcp_echo_replies_received += 1
+        now = time.monotonic()
+        self.judge_echoes(now)  # first: a reply after the timeout was counted missing
+        entry = self.echo_pending.pop(ident, None)
+        if entry is not None:
+            self.c.lcp_echo_replies_matched += 1
+            if now - entry[0] > self.echo_timeout:
+                self.c.lcp_echo_replies_late += 1
+            entry[2] = round(now, 4)
+        last = self.status.last_echo_reply
+        if last is not None:
+            self.status.longest_echo_reply_gap = max(self.status.longest_echo_reply_gap,
+                                                     round(now - last, 4))
+        self.status.last_echo_reply = round(now, 4)
+
+    def judge_echoes(self, now: float) -> None:
+        """Count requests unanswered after the echo timeout as missing (oldest first)."""
+        while self.echo_unjudged and (self.echo_unjudged[0][2] is not None
+                                      or now - self.echo_unjudged[0][0] > self.echo_timeout):
+            entry = self.echo_unjudged.popleft()
+            if entry[2] is None:
+                self.c.lcp_echo_replies_missing += 1
+                self.dirty = True
 
     def handle_frame(self, frame: bytes) -> None:
         self.c.frames_received += 1
@@ -236,7 +295,7 @@ class StandIn:
                                      + data[4:]))
                 self.c.lcp_echo_requests_answered += 1
         elif code == LCP_ECHO_REP:
-            self.c.lcp_echo_replies_received += 1
+            self.echo_replied(ident)
         elif code == LCP_TERM_REQ:
             self.send(lcp_packet(LCP_TERM_ACK, ident, b""))
             self.status.state = "closed"
@@ -276,6 +335,8 @@ class StandIn:
         if self.status_path is None:
             return
         self.status.updated = time.time()
+        self.status.updated_monotonic = round(time.monotonic(), 4)
+        self.status.echo_log = list(self.echo_log)
         tmp = self.status_path.with_name(f".{self.status_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(asdict(self.status)))
         os.replace(tmp, self.status_path)
@@ -291,6 +352,7 @@ class StandIn:
             if self.status.state == "opened" and now >= self.next_echo:
                 self.send_echo()
                 self.next_echo = now + self.echo_interval
+            self.judge_echoes(now)
             if self.dirty or now >= self.next_write:
                 self.write_status()
             timeout = max(0.0, min(self.next_write, self.next_echo if self.status.state ==
@@ -318,6 +380,56 @@ class StandIn:
         self.write_status()
 
 
+@dataclass(frozen=True)
+class EchoReport:
+    """How one stand-in's echoes fared in a window of time (monotonic seconds)."""
+
+    since: float
+    until: float
+    requests: int  # sent in the window
+    judged: int  # sent early enough (echo timeout before ``until``) to expect the reply
+    replied: int  # of the judged, answered within the echo timeout
+    missing: list[float]  # sent times of judged requests unanswered within the timeout
+    longest_gap: float  # longest time without an echo reply, window edges included
+    gap_from: float | None  # where that gap started (the last reply before it)
+    truncated: bool  # the ring no longer reaches back to ``since``
+
+    def describe(self, origin: float | None = None) -> str:
+        """One line; times relative to ``origin`` (default: ``since``)."""
+        zero = self.since if origin is None else origin
+        missing = ", ".join(f"{t - zero:+.1f}s" for t in self.missing[:8])
+        more = f" (+{len(self.missing) - 8} more)" if len(self.missing) > 8 else ""
+        gap_from = f" from {self.gap_from - zero:+.1f}s" if self.gap_from is not None else ""
+        return (f"{self.requests} echo requests, {len(self.missing)} of {self.judged} judged "
+                f"replies missing" + (f" (sent at {missing}{more})" if self.missing else "")
+                + f", longest gap between replies {self.longest_gap:.2f}s{gap_from}"
+                + (", ring truncated" if self.truncated else ""))
+
+
+def echo_report(status: Mapping[str, Any], since: float, until: float | None = None) -> EchoReport:
+    """Judge the echo requests of ``status`` (a stand-in's status dict) sent in
+    [since, until]; ``until`` defaults to the status file's last update."""
+    end = float(status.get("updated_monotonic") or 0.0) if until is None else until
+    timeout = float(status.get("echo_timeout", ECHO_TIMEOUT))
+    log = [(float(sent), replied) for sent, _ident, replied in status.get("echo_log", [])]
+    in_window = [(sent, replied) for sent, replied in log if since <= sent <= end]
+    judged = [(sent, replied) for sent, replied in in_window if sent <= end - timeout]
+    missing = [sent for sent, replied in judged
+               if replied is None or float(replied) - sent > timeout]
+    replies = sorted(float(replied) for _sent, replied in log if replied is not None)
+    before = [t for t in replies if t < since]
+    points = ([before[-1]] if before else [since]) + \
+        [t for t in replies if since <= t <= end] + [end]
+    longest, gap_from = 0.0, None
+    for earlier, later in itertools.pairwise(points):
+        if later - earlier > longest:
+            longest, gap_from = later - earlier, earlier
+    return EchoReport(since=since, until=end, requests=len(in_window), judged=len(judged),
+                      replied=len(judged) - len(missing), missing=missing,
+                      longest_gap=round(longest, 3), gap_from=gap_from,
+                      truncated=bool(log) and log[0][0] > since)
+
+
 def make_raw(fd: int) -> None:
     with contextlib.suppress(termios.error):
         tty.setraw(fd)
@@ -343,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-dir", help="directory for <ipparam>-<pid>.json")
     parser.add_argument("--role", default="client")
     parser.add_argument("--echo-interval", type=float, default=0.5)
+    parser.add_argument("--echo-timeout", type=float, default=ECHO_TIMEOUT,
+                        help="an echo request unanswered this long counts as missing")
     args, rest = parser.parse_known_args(argv)
     ipparam = None
     if "ipparam" in rest and rest.index("ipparam") + 1 < len(rest):
@@ -351,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     make_raw(rfd)
     path = status_file(args, ipparam)
     status = Status(pid=os.getpid(), role=args.role, ipparam=ipparam, argv=argv)
-    standin = StandIn(rfd, wfd, path, status, echo_interval=args.echo_interval)
+    standin = StandIn(rfd, wfd, path, status, echo_interval=args.echo_interval,
+                      echo_timeout=args.echo_timeout)
 
     def stop(_sig: int, _frame: object) -> None:
         standin.running = False

@@ -25,7 +25,7 @@ from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.gre import EnhancedGre, build_gre
 from ryu_pptp_alg.config import GatewayConfig, Timeouts
-from ryu_pptp_alg.flowtable import FlowEntry, encode_instructions
+from ryu_pptp_alg.flowtable import FlowEntry, instructions_key
 from ryu_pptp_alg.gateway import Gateway
 from tests.fakeoftable import FakeOFTable
 from tests.unit.wire import assert_same_wire
@@ -105,10 +105,14 @@ class FakeSwitch:
         switch.apply(switch.gateway.datapath_up())
         return switch
 
-    def restart_controller(self) -> Gateway:
+    def restart_controller(self, lazy_written: bool = True) -> Gateway:
         """A new controller, from what the store holds, connects to this switch (whose
-        flows stay): the old one is gone without another word, its barriers unanswered."""
+        flows stay): the old one is gone without another word, its barriers unanswered.
+        ``lazy_written``: a second passed since the last change (what waits for the
+        once-a-second write is in the store)."""
         old = self.gateway
+        if lazy_written:
+            self.store.append(old.take_changes(lazy=True))
         self.gateway = Gateway(old.config, old.timeouts, clock=old.clock)
         self.gateway.restore(self.store.records, "memory store")
         self.pending_barriers = []
@@ -119,7 +123,7 @@ class FakeSwitch:
     def flow_entries(self) -> list[FlowEntry]:
         """Our flows, as a flow-stats reply with our cookie mask reports them."""
         return [FlowEntry(f.table_id, f.priority, f.cookie,
-                          tuple(sorted(f.match.items())), encode_instructions(f.instructions),
+                          tuple(sorted(f.match.items())), instructions_key(f.instructions),
                           f.idle_timeout, f.packet_count, f.byte_count)
                 for f in self.table.flows()
                 if f.cookie & pipeline.COOKIE_TAG_MASK == pipeline.COOKIE_TAG]

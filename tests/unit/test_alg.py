@@ -47,3 +47,43 @@ def test_connect_reads_our_flows_then_fixes_only_what_differs():
     assert alg.gateways[1].connected
     alg.datapath_down(1)
     assert not alg.gateways[1].connected
+
+
+class FullDisk:
+    """A store whose disk refuses every write."""
+
+    def load(self):
+        from ryu_pptp_alg.store import Loaded
+        return Loaded({}, "cold", "", 0, 0)
+
+    def append(self, dpid, changes):
+        from ryu_pptp_alg.store import StoreError
+        raise StoreError("state.msgpack: cannot append: No space left on device")
+
+
+def test_a_store_that_refuses_writes_is_counted_and_logged_and_calls_go_on(caplog):
+    alg = Alg(config_from_dict(VALID), store=FullDisk())
+    arp = bytes.fromhex("ffffffffffff" "020000000009" "0806" "0001080006040001"
+                        "020000000009" "0a000009" "000000000000" "0a000001")
+    with caplog.at_level(logging.ERROR):
+        alg.gateways[1].state.touch("conn", 1)  # a change to write
+        assert alg.packet_in(1, 1, arp, 0) != []  # the ARP reply still goes
+    assert alg.counters["state_store_errors"] == 1
+    assert "No space left" in caplog.text and not alg.store_ok
+
+
+def test_records_written_through_the_file_store_come_back_in_a_new_controller(tmp_path):
+    from ryu_pptp_alg.records import SCHEMA
+    from ryu_pptp_alg.store import FileStore
+
+    config = config_from_dict(VALID)
+    public = str(config.gateways[0].public_addresses[-1])
+    first = Alg(config, store=FileStore(tmp_path / "state.msgpack", SCHEMA))
+    first.add_forward({"public": public, "inside": "10.0.0.10"})
+    first.store.close()  # killed: no compaction, the journal alone holds the change
+    second = Alg(config, store=FileStore(tmp_path / "state.msgpack", SCHEMA))
+    assert [f["inside"] for f in second.forwards(1) if f["public"] == public] == ["10.0.0.10"]
+    assert second.gateways[1].last_restore is not None
+    second.close()  # compacted, then reopened: the same
+    third = Alg(config, store=FileStore(tmp_path / "state.msgpack", SCHEMA))
+    assert [f["inside"] for f in third.forwards(1) if f["public"] == public] == ["10.0.0.10"]

@@ -8,8 +8,11 @@ import pytest
 import yaml
 
 from ryu_pptp_alg.config import (
+    DEFAULT_STATE_PATH,
     ConfigError,
     PortForward,
+    StateBackend,
+    StateConfig,
     SwitchProfile,
     config_from_dict,
     load_config,
@@ -143,6 +146,55 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def with_state(state):
+    return {**copy.deepcopy(VALID), "state": state}
+
+
+def test_state_defaults():
+    state = config_from_dict(VALID).state
+    assert state == StateConfig()
+    assert state.backend is StateBackend.FILE
+    assert state.path == DEFAULT_STATE_PATH == Path("/var/lib/ryu-pptp-alg/state.msgpack")
+    assert state.fsync_interval == 1.0
+    assert config_from_dict(with_state(None)).state == StateConfig()
+    assert config_from_dict(with_state({})).state == StateConfig()
+
+
+def test_state_section():
+    state = config_from_dict(with_state({"backend": "file", "path": "/srv/alg/state.bin",
+                                         "fsync_interval": 0})).state
+    assert state == StateConfig(StateBackend.FILE, Path("/srv/alg/state.bin"), 0.0)
+    assert isinstance(state.fsync_interval, float)
+    assert config_from_dict(with_state({"backend": "none"})).state.backend is StateBackend.NONE
+    assert config_from_dict(with_state({"fsync_interval": 2.5})).state.fsync_interval == 2.5
+
+
+def test_example_state_section_is_the_default():
+    assert load_config(EXAMPLE).state == StateConfig()
+
+
+@pytest.mark.parametrize("state,key,fragment", [
+    ([], "state", "expected a mapping"),
+    (False, "state", "expected a mapping"),
+    ({"backend": "etcd"}, "state.backend", "'etcd' is not one of file, none"),
+    ({"backend": 1}, "state.backend", "not one of"),
+    ({"fsync_interval": -1}, "state.fsync_interval", "out of range [0, 3600]"),
+    ({"fsync_interval": 3601}, "state.fsync_interval", "out of range"),
+    ({"fsync_interval": True}, "state.fsync_interval", "expected a number of seconds"),
+    ({"fsync_interval": "1s"}, "state.fsync_interval", "expected a number of seconds"),
+    ({"path": ""}, "state.path", "expected a file path"),
+    ({"path": None}, "state.path", "expected a file path"),
+    ({"path": "/var/lib/ryu-pptp-alg/"}, "state.path", "names a directory"),
+    ({"colour": "red"}, "state.colour", "unknown key"),
+])
+def test_invalid_state_names_key_and_problem(state, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(with_state(state))
+    assert info.value.key == key
+    assert fragment in info.value.problem
+    assert str(info.value).startswith(key)
 
 
 def test_example_round_trips_through_yaml():
