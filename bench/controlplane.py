@@ -482,6 +482,7 @@ class Settings:
     verify: bool = False
     switch_profile: str = "ovs"  # the simulated switch runs messages in order, as OVS does
     build: str = COMPILED  # or PURE: the controller runs its hot path from the Python sources
+    state: str = "file"  # the state store's backend (file: in the run's own directory)
 
 
 def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes] | None:
@@ -506,8 +507,10 @@ def with_controller(settings: Settings, name: str,
                     body: Callable[[Session], Any]) -> Any:
     """Start a fresh controller, connect the simulated switch, run ``body``, stop."""
     env = {compiled.PURE_ENV: "1"} if settings.build == PURE else {}
-    controller = Controller(gateway_config(settings.pool, switch_profile=settings.switch_profile),
-                            settings.workdir / name, env=env)
+    config = gateway_config(settings.pool, switch_profile=settings.switch_profile)
+    if settings.state != "file":
+        config["state"] = {"backend": settings.state}
+    controller = Controller(config, settings.workdir / name, env=env)
     controller.start()
     assert controller.process is not None
     profiler = start_profiler(settings, name, controller.process.pid)
@@ -776,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one run may take before it is cut short")
     parser.add_argument("--verify", action="store_true",
                         help="check every packet-out (checksums, NAT); on with --quick")
+    parser.add_argument("--state", choices=("file", "none"), default="file",
+                        help="the controller's state store (default: file, as deployed)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write a Markdown section here")
     parser.add_argument("--workdir", type=Path,
@@ -815,11 +820,13 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git": git_state(),
         "setup": {"pool": args.pool, "servers": args.servers, "timeouts": TIMEOUTS,
+                  "state": args.state,
                   "repeat": repeat, "memory_window": args.memory_window, "verify": verify,
                   "workdir": str(workdir) if args.workdir else None},
         "concurrency": [], "offered": [], "floor": [], "memory": None,
     }
-    settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify)
+    settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify,
+                        state=args.state)
     results["concurrency"] = run_scenarios(settings, scenarios, repeat, args.quick)
     for i, live in enumerate(live_levels if rates else []):
         results["offered"].append(measure_offered(settings, live, rates,

@@ -94,7 +94,9 @@ class Driver:
 
     def packet_in(self, port: int, frame: bytes, cookie: int) -> list[Any]:
         started = time.process_time()
-        out = self._deliver(self.gateway.packet_in(port, frame, cookie))
+        msgs = self.gateway.packet_in(port, frame, cookie)
+        self.gateway.take_changes()  # encoded for the store, as the app does (not written)
+        out = self._deliver(msgs)
         self.busy += time.process_time() - started
         return out
 

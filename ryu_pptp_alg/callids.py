@@ -62,12 +62,12 @@ class CallIdSpace:
         if live is not None:  # a request reusing a live call's ID: the tracker refuses it
             return live.public_call_id
         server, public = conn.server_ip, conn.public_ip
-        calls = state.idx.key_calls.get((server, public))
+        inward = state.idx.inward
         pending = state.idx.pending_ids
         public_id = client_id
         for _ in range(0x10000):
-            if (calls is None or public_id not in calls) \
-                    and (server, public, public_id) not in pending:
+            slot = (server, public, public_id)
+            if slot not in inward and slot not in pending:
                 break
             public_id = (public_id + 1) & 0xFFFF
         else:

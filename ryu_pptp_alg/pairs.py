@@ -28,7 +28,7 @@ from ryu_pptp_alg import ofmsg, pipeline
 from ryu_pptp_alg import records as rec
 from ryu_pptp_alg.pipeline import CookieKind, Priority
 from ryu_pptp_alg.records import Call, CallState, Conn, Hop, Pair, Path
-from ryu_pptp_alg.state import NO_FLOWS, GatewayState, Key, KeyFlows
+from ryu_pptp_alg.state import VIA_CONTROLLER, GatewayState, Key
 
 __all__ = ["GrePaths", "Hop", "Key"]
 
@@ -156,49 +156,49 @@ class GrePaths:
 
     # --- the key's inward flows ------------------------------------------------------------
 
-    def wanted(self, key: Key) -> KeyFlows:
-        """The inward flows the key's pairs call for."""
+    def wanted(self, key: Key) -> int | None:
+        """The inward flows the key's pairs call for: the fast pair's id, VIA_CONTROLLER,
+        or None (no pairs)."""
         pairs = self.state.idx.key_pairs.get(key)
         if not pairs:
-            return NO_FLOWS
+            return None
         if len(pairs) == 1:
             pair = pairs[0]
             if pair.installed and not any(
                     call.translated for call in self.state.idx.pair_calls.get(pair.id, ())):
-                return KeyFlows(False, pair.id)
-        return KeyFlows(True, None)
+                return pair.id
+        return VIA_CONTROLLER
 
     def reconcile(self, key: Key) -> list[Any]:
         """Make the key's inward flows fit its pairs; adds before deletes, so no GRE
         falls through to the drop flow while paths change."""
         state = self.state
-        have = state.idx.key_flows.get(key, NO_FLOWS)
+        have = state.idx.key_flows.get(key)
         want = self.wanted(key)
         if want == have:
             return []
         adds: list[Any] = []
         deletes: list[Any] = []
         cookie = self.key_cookie(key)
-        if want.via_controller and not have.via_controller:
+        if want == VIA_CONTROLLER:
             adds.append(via_controller_flow(key, cookie))
-        if want.fast_pair != have.fast_pair:
-            if want.fast_pair is not None:
-                adds.append(inward_flow(state.pairs[want.fast_pair], self.mac,
-                                        self.idle_timeout))
-            previous = state.pairs.get(have.fast_pair) if have.fast_pair is not None else None
+        elif want is not None:
+            adds.append(inward_flow(state.pairs[want], self.mac, self.idle_timeout))
+        if have == VIA_CONTROLLER:
+            deletes.append(delete_via_controller_flow(key, cookie))
+        elif have is not None:
+            previous = state.pairs.get(have)
             if previous is not None:  # a removed pair's flows went with its cookie
                 deletes.append(delete_inward_flow(previous))
-        if have.via_controller and not want.via_controller:
-            deletes.append(delete_via_controller_flow(key, cookie))
         state.set_key_flows(key, want)
         return adds + deletes
 
-    def wanted_all(self) -> dict[Key, KeyFlows]:
+    def wanted_all(self) -> dict[Key, int]:
         """Every key's wanted inward flows: what ``key_flows`` holds when all is in step."""
         wanted = {}
         for key in self.state.idx.key_pairs:
             flows = self.wanted(key)
-            if flows != NO_FLOWS:
+            if flows is not None:
                 wanted[key] = flows
         return wanted
 
@@ -211,11 +211,10 @@ class GrePaths:
             if pair.installed:
                 wanted.append(outward_flow(pair, self.mac, self.idle_timeout))
         for key, flows in state.idx.key_flows.items():
-            if flows.via_controller:
+            if flows == VIA_CONTROLLER:
                 wanted.append(via_controller_flow(key, self.key_cookie(key)))
-            if flows.fast_pair is not None:
-                wanted.append(inward_flow(state.pairs[flows.fast_pair], self.mac,
-                                          self.idle_timeout))
+            else:
+                wanted.append(inward_flow(state.pairs[flows], self.mac, self.idle_timeout))
         return wanted
 
     # --- reading -----------------------------------------------------------------------------
@@ -223,7 +222,7 @@ class GrePaths:
     def path(self, call: Call) -> Path:
         if call.state == CallState.ESTABLISHED and call.pair is not None:
             pair = self.state.pairs[call.pair]
-            if self.state.idx.key_flows.get(pair.key, NO_FLOWS).fast_pair == pair.id:
+            if self.state.idx.key_flows.get(pair.key) == pair.id:
                 return Path.FAST
         return Path.SLOW
 

@@ -36,7 +36,7 @@ class AddressPool:
         idx = self.state.idx
         known = idx.client_public.get((client, server))
         if known is not None:
-            return known
+            return known[0]
         for address in self.order:
             if (server, address) not in idx.key_users:
                 return address

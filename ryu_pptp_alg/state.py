@@ -13,7 +13,6 @@ state store, encoded, before the messages that depend on them leave the controll
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
@@ -26,16 +25,9 @@ ConnKey = tuple[IPv4Address, int, IPv4Address, int]
 Change = tuple[str, Any, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyFlows:
-    """Inward GRE flows of one key in the switch: to the controller, or rewritten to the
-    inside host of its one fast pair."""
-
-    via_controller: bool
-    fast_pair: int | None
-
-
-NO_FLOWS = KeyFlows(False, None)
+# Inward GRE flows of one key in the switch: to the controller, or rewritten to the
+# inside host of its one fast pair (its id: pair ids start at 1); none is no entry.
+VIA_CONTROLLER = 0
 
 
 @dataclass(slots=True)
@@ -47,15 +39,18 @@ class Indexes:
         field(default_factory=dict)  # (inside, outside, public)
     pair_calls: dict[int, list[Call]] = field(default_factory=dict)  # by Pair.id
     key_pairs: dict[Key, list[Pair]] = field(default_factory=dict)
-    # The call inward GRE with a call ID belongs to (the oldest, if several claim it).
-    key_calls: dict[Key, dict[int, Call]] = field(default_factory=dict)
-    # (server, public): outbound clients there, with their control connection counts.
-    key_users: dict[Key, Counter[IPv4Address]] = field(default_factory=dict)
-    client_public: dict[tuple[IPv4Address, IPv4Address], IPv4Address] = \
-        field(default_factory=dict)  # (client, server) -> the public address it uses
+    # (outside, public, call ID) -> the call inward GRE with that ID belongs to (the
+    # oldest, if several claim it).
+    inward: dict[tuple[IPv4Address, IPv4Address, int], Call] = field(default_factory=dict)
+    # (client, server) -> the public address an outbound client uses there, and its
+    # control connection count; (server, public) -> how many clients use that key.
+    client_public: dict[tuple[IPv4Address, IPv4Address], tuple[IPv4Address, int]] = \
+        field(default_factory=dict)
+    key_users: dict[Key, int] = field(default_factory=dict)
     # (server, public, call ID) decided in a stream whose call does not exist yet -> Conn.id
     pending_ids: dict[tuple[IPv4Address, IPv4Address, int], int] = field(default_factory=dict)
-    key_flows: dict[Key, KeyFlows] = field(default_factory=dict)  # what the switch holds
+    # What the switch holds for a key's inward GRE: VIA_CONTROLLER or the fast pair's id.
+    key_flows: dict[Key, int] = field(default_factory=dict)
 
 
 class GatewayState:
@@ -167,13 +162,17 @@ class GatewayState:
             if idx.pending_ids.get(slot) == conn.id:
                 del idx.pending_ids[slot]
         if not conn.inbound:
-            users = idx.key_users[(conn.server_ip, conn.public_ip)]
-            users[conn.client_ip] -= 1
-            if not users[conn.client_ip]:
-                del users[conn.client_ip]
-                del idx.client_public[(conn.client_ip, conn.server_ip)]
-                if not users:
-                    del idx.key_users[(conn.server_ip, conn.public_ip)]
+            client = (conn.client_ip, conn.server_ip)
+            public, conns = idx.client_public[client]
+            if conns > 1:
+                idx.client_public[client] = (public, conns - 1)
+            else:
+                del idx.client_public[client]
+                key = (conn.server_ip, public)
+                if idx.key_users[key] > 1:
+                    idx.key_users[key] -= 1
+                else:
+                    del idx.key_users[key]
         self.touch(rec.CONN, conn.id)
 
     def reserve_id(self, conn: Conn, client_id: int, public_id: int) -> None:
@@ -190,7 +189,7 @@ class GatewayState:
         idx = self.idx
         conn = self.conns[call.conn]
         self.calls[call.id] = call
-        idx.conn_calls.setdefault(call.conn, []).append(call)
+        _append(idx.conn_calls, call.conn, call)
         slot = (conn.server_ip, conn.public_ip, call.public_call_id)
         if idx.pending_ids.get(slot) == conn.id:
             del idx.pending_ids[slot]
@@ -251,7 +250,7 @@ class GatewayState:
 
     def link_pair(self, call: Call, pair: Pair) -> None:
         call.pair = pair.id
-        self.idx.pair_calls.setdefault(pair.id, []).append(call)
+        _append(self.idx.pair_calls, pair.id, call)
         self.touch(rec.CALL, call.id)
 
     def _unlink_pair(self, call: Call) -> None:
@@ -261,8 +260,8 @@ class GatewayState:
         if not calls:
             del self.idx.pair_calls[call.pair]
 
-    def set_key_flows(self, key: Key, flows: KeyFlows) -> None:
-        if flows == NO_FLOWS:
+    def set_key_flows(self, key: Key, flows: int | None) -> None:
+        if flows is None:
             self.idx.key_flows.pop(key, None)
         else:
             self.idx.key_flows[key] = flows
@@ -282,8 +281,7 @@ class GatewayState:
         return None if call.pair is None else self.pairs[call.pair]
 
     def key_call(self, key: Key, inward_id: int) -> Call | None:
-        calls = self.idx.key_calls.get(key)
-        return None if calls is None else calls.get(inward_id)
+        return self.idx.inward.get((key[0], key[1], inward_id))
 
     # --- the indexes, step by step and from scratch --------------------------------------
 
@@ -292,14 +290,19 @@ class GatewayState:
         idx.by_inside[conn.inside_key] = conn
         idx.by_outside[conn.outside_key] = conn
         if not conn.inbound:
-            key = (conn.server_ip, conn.public_ip)
-            idx.key_users.setdefault(key, Counter())[conn.client_ip] += 1
-            idx.client_public[(conn.client_ip, conn.server_ip)] = conn.public_ip
+            client = (conn.client_ip, conn.server_ip)
+            known = idx.client_public.get(client)
+            if known is not None:  # a client keeps one public address per server
+                idx.client_public[client] = (known[0], known[1] + 1)
+            else:
+                idx.client_public[client] = (conn.public_ip, 1)
+                key = (conn.server_ip, conn.public_ip)
+                idx.key_users[key] = idx.key_users.get(key, 0) + 1
 
     @staticmethod
     def _index_pair(idx: Indexes, pair: Pair) -> None:
         idx.pair_at[(pair.inside_ip, pair.outside_ip, pair.public_ip)] = pair
-        idx.key_pairs.setdefault(pair.key, []).append(pair)
+        _append(idx.key_pairs, pair.key, pair)
 
     @staticmethod
     def _index_inward(idx: Indexes, conn: Conn, call: Call) -> None:
@@ -308,24 +311,23 @@ class GatewayState:
         inward_id = call.inward_id
         if inward_id is None:
             return
-        calls = idx.key_calls.setdefault(conn.gre_key, {})
-        holder = calls.get(inward_id)
+        slot = (conn.outside[0], conn.public_ip, inward_id)
+        holder = idx.inward.get(slot)
         if holder is None or holder.id > call.id:
-            calls[inward_id] = call
+            idx.inward[slot] = call
 
     def _unindex_inward(self, conn: Conn, call: Call) -> None:
         inward_id = call.inward_id
-        key = conn.gre_key
-        calls = self.idx.key_calls.get(key)
-        if inward_id is None or calls is None or calls.get(inward_id) is not call:
+        if inward_id is None:
             return
-        del calls[inward_id]
+        slot = (conn.outside[0], conn.public_ip, inward_id)
+        if self.idx.inward.get(slot) is not call:
+            return
+        del self.idx.inward[slot]
         for other in self.calls.values():  # another claimant takes over (rare)
             if other is not call and other.inward_id == inward_id \
-                    and self.conns[other.conn].gre_key == key:
+                    and self.conns[other.conn].gre_key == slot[:2]:
                 self._index_inward(self.idx, self.conns[other.conn], other)
-        if not calls:
-            del self.idx.key_calls[key]
 
     def rebuild(self) -> Indexes:
         """Every index, derived from the records alone (``key_flows`` as ``desired``
@@ -338,9 +340,9 @@ class GatewayState:
         live_ids: set[tuple[int, int]] = set()
         for call in sorted(self.calls.values(), key=lambda c: c.id):
             conn = self.conns[call.conn]
-            idx.conn_calls.setdefault(call.conn, []).append(call)
+            _append(idx.conn_calls, call.conn, call)
             if call.pair is not None:
-                idx.pair_calls.setdefault(call.pair, []).append(call)
+                _append(idx.pair_calls, call.pair, call)
             self._index_inward(idx, conn, call)
             live_ids.add((conn.id, call.client_call_id))
         for conn in self.conns.values():
@@ -349,7 +351,7 @@ class GatewayState:
                     idx.pending_ids[(conn.server_ip, conn.public_ip, public_id)] = conn.id
         return idx
 
-    def problems(self, desired_key_flows: dict[Key, KeyFlows]) -> list[str]:
+    def problems(self, desired_key_flows: dict[Key, int]) -> list[str]:
         """How the kept indexes differ from rebuilt ones, and records that refer to
         nothing: empty when all is well."""
         rebuilt = self.rebuild()
@@ -375,3 +377,12 @@ class GatewayState:
     def counts(self) -> dict[str, int]:
         return {"control_connections": len(self.conns), "calls": len(self.calls),
                 "gre_pairs": len(self.pairs)}
+
+
+def _append(index: dict[Any, list[Any]], key: Any, item: Any) -> None:
+    """Lists of an index start at their one item (no room kept for more: most stay so)."""
+    items = index.get(key)
+    if items is None:
+        index[key] = [item]
+    else:
+        items.append(item)

@@ -211,7 +211,7 @@ def test_translated_ids_are_released_with_their_calls(switch):
     second.from_server(pptp.CallDisconnectNotify(call_id=0x100))
     first.from_server(pptp.CallDisconnectNotify(call_id=0x80))
     idx = switch.gateway.state.idx
-    assert idx.key_calls == {} and idx.pending_ids == {}
+    assert idx.inward == {} and idx.pending_ids == {}
     second.call(call_id=7, server_call_id=0x101)
     assert call_rows(switch)["10.0.0.12"]["public_call_id"] == 7
 

@@ -395,5 +395,5 @@ def test_closed_calls_do_not_pile_up_on_a_long_lived_connection(switch):
     peers.call(call_id=99, server_call_id=0x199)
     state = switch.gateway.state
     assert [call.client_call_id for call in state.calls.values()] == [99]
-    assert len(state.idx.key_calls) == 1 and len(state.pairs) == 1
+    assert len(state.idx.inward) == 1 and len(state.pairs) == 1
     assert [c["client_call_id"] for c in only_session(switch)["calls"]] == [99]
