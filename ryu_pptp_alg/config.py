@@ -101,6 +101,19 @@ class Timeouts:
     stats_interval: int = 10  # flow statistics refresh for the session table
     arp_retry: float = 1.0  # ARP request retry interval for unresolved next hops
     arp_give_up: float = 5.0  # packets waiting for an unresolved next hop are dropped after
+    unanswered: int = 10  # a connection the server has not answered (SYN-ACK) goes after
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what hosts can make the controller keep, per gateway (as conntrack's table
+    size): a SYN past a cap is dropped and counted; at the overall cap the oldest
+    connection still waiting for the server's answer makes room first."""
+
+    max_connections: int = 10000  # control connections in all
+    max_connections_per_host: int = 64  # per inside client (outbound) or outside client
+    max_calls: int = 20000  # calls in all
+    max_calls_per_connection: int = 64
 
 
 class StateBackend(StrEnum):
@@ -130,6 +143,7 @@ class AlgConfig:
     gateways: tuple[GatewayConfig, ...]
     timeouts: Timeouts = Timeouts()
     state: StateConfig = StateConfig()
+    limits: Limits = Limits()
 
     def gateway(self, dpid: int) -> GatewayConfig | None:
         for gateway in self.gateways:
@@ -173,7 +187,7 @@ def parse_config(text: str) -> AlgConfig:
 
 
 def config_from_dict(document: Any) -> AlgConfig:
-    top = _mapping(document, "", {"gateways", "timeouts", "state"})
+    top = _mapping(document, "", {"gateways", "timeouts", "state", "limits"})
     if "gateways" not in top:
         raise ConfigError("gateways", "missing (a list with one entry per NAT switch)")
     entries = _list(top["gateways"], "gateways")
@@ -187,7 +201,14 @@ def config_from_dict(document: Any) -> AlgConfig:
                               f"{gateway.dpid:#x} is also gateways[{seen[gateway.dpid]}]")
         seen[gateway.dpid] = i
     return AlgConfig(gateways=gateways, timeouts=_timeouts(top.get("timeouts") or {}),
-                     state=_state({} if top.get("state") is None else top["state"]))
+                     state=_state({} if top.get("state") is None else top["state"]),
+                     limits=_limits(top.get("limits") or {}))
+
+
+def _limits(value: Any) -> Limits:
+    fields = _mapping(value, "limits", set(Limits.__dataclass_fields__))
+    return Limits(**{name: _int(raw, f"limits.{name}", 1, 10_000_000)
+                     for name, raw in fields.items()})
 
 
 def _timeouts(value: Any) -> Timeouts:
@@ -197,7 +218,8 @@ def _timeouts(value: Any) -> Timeouts:
         key = f"timeouts.{name}"
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ConfigError(key, f"expected a number of seconds, got {_describe(raw)}")
-        if name in ("gre_idle", "control_idle", "closing_linger", "stats_interval"):
+        if name in ("gre_idle", "control_idle", "closing_linger", "stats_interval",
+                    "unanswered"):
             values[name] = _int(raw, key, 1, 0xFFFF)
         elif not 0 < raw <= 3600:
             raise ConfigError(key, f"{raw} is out of range (0, 3600]")

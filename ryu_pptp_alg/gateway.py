@@ -54,7 +54,7 @@ from ryu_pptp_alg.codec.frame import (
     parse_tcp,
 )
 from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
-from ryu_pptp_alg.config import GatewayConfig, PortForward, SwitchProfile, Timeouts
+from ryu_pptp_alg.config import GatewayConfig, Limits, PortForward, SwitchProfile, Timeouts
 from ryu_pptp_alg.fence import Fence
 from ryu_pptp_alg.flowtable import FlowEntry, diff
 from ryu_pptp_alg.neighbours import Neighbours, Side
@@ -86,9 +86,11 @@ RESYNC_SEGMENTS = 32
 
 class Gateway:
     def __init__(self, config: GatewayConfig, timeouts: Timeouts | None = None,
-                 clock: Clock = time.time, logger: logging.Logger | None = None) -> None:
+                 clock: Clock = time.time, logger: logging.Logger | None = None,
+                 limits: Limits | None = None) -> None:
         self.config = config
         self.timeouts = timeouts or Timeouts()
+        self.limits = limits or Limits()
         self.clock = clock
         self.log = logger or logging.getLogger(f"ryu_pptp_alg.gateway.{config.dpid:x}")
         self.connected = False
@@ -96,13 +98,14 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         self.mac = config.gateway_mac
         self.inside_ports = frozenset(config.inside_ports)
+        self.inside_network = config.inside_address.network
         self.outside_ports = frozenset(config.outside_ports)
         self.public_addresses = frozenset(config.public_addresses)
         self.neighbours = Neighbours(
             self.mac,
             {INSIDE: Side(INSIDE, config.inside_ports, (config.inside_address.ip,)),
              OUTSIDE: Side(OUTSIDE, config.outside_ports, config.public_addresses)},
-            self.timeouts.arp_retry, self.timeouts.arp_give_up)
+            self.timeouts.arp_retry, self.timeouts.arp_give_up, config.inside_address.network)
         self.state = rec_state = GatewayState()
         self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
                               config.public_addresses)
@@ -247,20 +250,30 @@ class Gateway:
             opening = tcp.has(TCP_SYN) and not tcp.flags & (TCP_ACK | TCP_RST) \
                 and tcp.dst_port == pptp.PPTP_PORT
             if opening and from_inside:
-                conn = self._open_outbound(ip, tcp, now)
+                if ip.dst in self.inside_network:  # no hairpin NAT: not ours to carry
+                    return msgs + self._drop("tcp_inside_to_inside", "%s -> %s", ip.src,
+                                             ip.dst)
+                if not self._admit(ip.src):
+                    return msgs
+                opened = self._open_outbound(eth, ip, tcp, now)
             elif opening and ip.dst in self.forwards:
-                conn = self._open_inbound(ip, tcp, now)
+                if not self._admit(ip.src):
+                    return msgs
+                opened = self._open_inbound(ip, tcp, now)
             else:
                 return msgs + self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src,
                                          tcp.src_port, ip.dst, tcp.dst_port)
-            if conn is None:
-                return msgs
+            if not isinstance(opened, Conn):  # refused: what to send instead
+                return msgs + opened
+            conn = opened
         if ip.ttl <= 1:
             return msgs + self._drop("ttl_expired", "from %s", ip.src)
         conn.last_seen = now
         from_client = from_inside != conn.inbound  # the PNS's side of the connection
         if tcp.has(TCP_SYN):
             self._start_stream(conn, tcp, from_client)
+        if not from_client and conn.id in self.state.idx.unanswered:
+            self.state.answered(conn)
         rewritten = self._rewrite(conn, tcp, from_client)
         if rewritten is None:  # the connection could not be picked up again
             return msgs + self._reset(conn, ip, tcp, from_inside, now)
@@ -295,8 +308,8 @@ class Gateway:
 
     def _start_stream(self, conn: Conn, tcp: Tcp, from_client: bool) -> None:
         """SYN or SYN-ACK: the direction's stream starts after it."""
-        # Not a change worth a write of its own: a restored stream with no position
-        # resynchronises on its next message.
+        # The client's SYN is written with its new connection; the server's SYN-ACK with
+        # the connection's being answered (``state.answered``).
         if from_client and conn.to_server is None:
             conn.to_server = (tcp.seq + 1) % SEQ_MOD
         elif not from_client and conn.to_client is None:
@@ -306,24 +319,58 @@ class Gateway:
         """A barrier we sent was answered: release what waited for it."""
         return self.fence.barrier_reply(xid)
 
-    def _open_outbound(self, ip: Ipv4, tcp: Tcp, now: float) -> Conn | None:
+    def _admit(self, client: IPv4Address) -> bool:
+        """Whether a new control connection from ``client`` fits the caps; at the overall
+        cap the oldest connection its server has not answered makes room (as conntrack's
+        early drop), never an answered one. A SYN that does not fit is dropped, counted."""
+        state, limits = self.state, self.limits
+        if state.idx.client_conns.get(client, 0) >= limits.max_connections_per_host:
+            self._drop("refused_per_host_cap", "SYN from %s: %d connections already", client,
+                       limits.max_connections_per_host)
+            return False
+        if len(state.conns) < limits.max_connections:
+            return True
+        oldest = next(iter(state.idx.unanswered.values()), None)
+        if oldest is None:
+            self._drop("refused_connection_cap", "SYN from %s: %d connections", client,
+                       limits.max_connections)
+            return False
+        self.counters["unanswered_early_drops"] += 1
+        self.log.debug("control connection %s dropped early for a new one", Described(oldest))
+        self._forget(oldest)
+        return True
+
+    def _open_outbound(self, eth: Ethernet, ip: Ipv4, tcp: Tcp,
+                       now: float) -> Conn | list[Any]:
         public_ip = self.pool.choose_public(ip.src, ip.dst)
         public_port = self.pool.choose_port(public_ip, tcp.src_port, ip.dst, tcp.dst_port)
         if public_port is None:
             self.counters["public_ports_exhausted"] += 1
             self.log.warning("no free port on %s towards %s:%d: connection from %s refused",
                              public_ip, ip.dst, tcp.dst_port, ip.src)
-            return None
+            return self._refuse_syn(eth, ip, tcp, now)
         return self._register(Conn(
             self.state.new_id(), ip.src, tcp.src_port, ip.dst, tcp.dst_port, public_ip,
             public_port, created=now, last_seen=now))
 
-    def _open_inbound(self, ip: Ipv4, tcp: Tcp, now: float) -> Conn:
+    def _refuse_syn(self, eth: Ethernet, ip: Ipv4, tcp: Tcp, now: float) -> list[Any]:
+        """RST, as the server would send it, to an inside client whose SYN cannot go on."""
+        rst = Tcp(tcp.dst_port, tcp.src_port, 0, (tcp.seq + 1) % SEQ_MOD, TCP_RST | TCP_ACK,
+                  b"")
+        packet = build_ipv4(ip._replace(src=ip.dst, dst=ip.src, ttl=64,
+                                        payload=build_tcp(rst, ip.dst, ip.src)))
+        return self.neighbours.send_via(ip.src, INSIDE, self._sender(packet), now)
+
+    def _open_inbound(self, ip: Ipv4, tcp: Tcp, now: float) -> Conn | list[Any]:
         return self._register(Conn(
             self.state.new_id(), ip.src, tcp.src_port, self.forwards[ip.dst], pptp.PPTP_PORT,
             ip.dst, pptp.PPTP_PORT, created=now, last_seen=now, inbound=True))
 
-    def _register(self, conn: Conn) -> Conn:
+    def _register(self, conn: Conn) -> Conn | list[Any]:
+        idx = self.state.idx
+        if conn.inside_key in idx.by_inside or conn.outside_key in idx.by_outside:
+            # An outbound and an inbound connection that would look alike: never both.
+            return self._drop("connection_key_conflict", "%s", Described(conn))
         self.state.add_conn(conn)
         self.counters[f"control_connections_{conn.direction}"] += 1
         self.log.debug("control connection %s", Described(conn))
@@ -381,9 +428,9 @@ class Gateway:
             self._resync_misses.pop((conn.id, from_client), None)
         try:
             result = stream.segment(tcp.seq, tcp.payload)
-        except ReassemblyOverflow as err:
+        except ReassemblyOverflow as overflow:  # its own name: mypyc types one name once
             conn.count_error("reassembly_overflow")
-            self.log.warning("%s: %s", describe(conn), err)
+            self.log.warning("%s: %s", describe(conn), overflow)
             return [], []
         parked = stream.parked()
         kept: Any = stream if parked is None else parked
@@ -407,7 +454,7 @@ class Gateway:
         # retransmissions need are written at once.
         if isinstance(kept, StreamRewriter) and kept.has_patches():
             self.state.touch(rec.CONN, conn.id)
-        tracker = Tracker(self.state, self.clock())
+        tracker = Tracker(self.state, self.clock(), self.limits)
         for message in result.messages:
             try:
                 msg = pptp.parse(message.data)
@@ -579,6 +626,11 @@ class Gateway:
         """Timeouts, ARP retries and statistics requests; call about once a second."""
         now = self.clock()
         msgs = self.neighbours.tick(now)
+        for conn in list(self.state.idx.unanswered.values()):  # oldest first
+            if now - conn.created < self.timeouts.unanswered:
+                break
+            self.counters["unanswered_timeouts"] += 1
+            self._forget(conn)
         for conn in list(self.state.conns.values()):
             if conn.state == ConnState.CLOSING:
                 if now - (conn.closed_at or now) >= self.timeouts.closing_linger:

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ryu_pptp_alg import ofmsg
@@ -32,6 +32,7 @@ from ryu_pptp_alg.records import Hop
 LOG = logging.getLogger("ryu_pptp_alg.neighbours")
 
 MAX_QUEUED_PER_HOP = 32
+MAX_NEIGHBOURS = 65536  # the least recently seen go first: junk sources cannot grow it
 
 # Builds the messages that send a waiting packet once its next hop is known.
 Sender = Callable[[Hop], list[Any]]
@@ -55,12 +56,22 @@ class Side:
 
 
 class Neighbours:
+    """``inside``: the LAN. Its addresses are learned only from inside ports, every other
+    address only from outside ports, so a spoofed source cannot pull an inside host's
+    traffic out of the wrong side (or the reverse)."""
+
     def __init__(self, gateway_mac: str, sides: dict[str, Side], retry: float,
-                 give_up: float) -> None:
+                 give_up: float, inside: IPv4Network | None = None,
+                 max_entries: int = MAX_NEIGHBOURS) -> None:
         self.gateway_mac = gateway_mac
         self.sides = sides
         self.retry = retry
         self.give_up = give_up
+        self.inside = inside
+        self.max_entries = max_entries
+        self._inside_ports = frozenset(sides["inside"].ports) if "inside" in sides \
+            else frozenset()
+        self._known_ports = frozenset(p for side in sides.values() for p in side.ports)
         self.table: dict[IPv4Address, Hop] = {}
         self.pending: dict[IPv4Address, _Pending] = {}
         self.counters: Counter[str] = Counter()
@@ -69,9 +80,21 @@ class Neighbours:
         return self.table.get(address)
 
     def learn(self, address: IPv4Address, mac: str, port: int) -> list[Any]:
-        """Record a neighbour; returns messages for packets that were waiting for it."""
-        hop = Hop(mac, port)
-        self.table[address] = hop
+        """Record a neighbour seen on the side it belongs to; returns messages for packets
+        that were waiting for it."""
+        if port not in self._known_ports or (
+                self.inside is not None
+                and (address in self.inside) != (port in self._inside_ports)):
+            self.counters["neighbour_wrong_side"] += 1
+            return []
+        table = self.table
+        hop = table.pop(address, None)
+        if hop is None or hop.mac != mac or hop.port != port:
+            hop = Hop(mac, port)
+        table[address] = hop  # most recently seen last
+        if len(table) > self.max_entries:
+            del table[next(iter(table))]
+            self.counters["neighbours_evicted"] += 1
         pending = self.pending.pop(address, None)
         if pending is None:
             return []
@@ -109,6 +132,9 @@ class Neighbours:
 
     def handle_arp(self, arp: Arp, in_port: int) -> list[Any]:
         """An ARP packet for one of our addresses: learn the sender, answer requests."""
+        if arp.op not in (ARP_REQUEST, ARP_REPLY):
+            self.counters["arp_bad_opcode"] += 1
+            return []
         msgs = self.learn(arp.sender_ip, arp.sender_mac, in_port) \
             if arp.sender_ip != IPv4Address(0) else []
         if arp.op == ARP_REQUEST and self._ours(arp.target_ip, in_port):

@@ -86,6 +86,9 @@ class PptpRestController(ControllerBase):
                 body = json.loads(req.body or b"null")
             except ValueError as err:
                 raise RequestError(400, f"body is not JSON: {err}") from None
+            except RecursionError:
+                raise RequestError(400, "body is not JSON we take: nested too deeply") \
+                    from None
             return json_response({"forward": self.alg.add_forward(body, self._dpid(req))},
                                  status=201)
         return self._answer(handle)
@@ -102,3 +105,27 @@ class PptpRestController(ControllerBase):
     @route(ROUTE_NAME, "/pptp/gateways", methods=["GET"])
     def list_gateways(self, req: Request, **_: Any) -> Response:
         return json_response({"gateways": self.alg.status()})
+
+    # Ryu connects a controller's routes in the order of their names: this one, matching
+    # any method and any path under /pptp/, must come last.
+    @route(ROUTE_NAME, "/pptp/{rest:.*}", requirements={"rest": ".*"})
+    def zz_unknown(self, req: Request, rest: str, **_: Any) -> Response:
+        """What no route above took: JSON like every other answer, not Ryu's HTML."""
+        allowed = KNOWN_PATHS.get(_shape(rest))
+        if allowed is not None:
+            response = error_response(405, f"{req.method} /pptp/{rest}: use {', '.join(allowed)}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        return error_response(404, f"no such resource: /pptp/{rest}")
+
+
+# The API's paths (by shape) and their methods, for answering a wrong method with 405.
+KNOWN_PATHS = {"sessions": ("GET",), "gateways": ("GET",), "forwards": ("GET", "POST"),
+               "forwards/{public}": ("DELETE",)}
+
+
+def _shape(rest: str) -> str:
+    parts = rest.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "forwards" and parts[1]:
+        return "forwards/{public}"
+    return "/".join(parts)

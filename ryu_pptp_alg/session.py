@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.config import Limits
 from ryu_pptp_alg.records import (
     Call,
     CallState,
@@ -53,9 +54,10 @@ class Event:
 class Tracker:
     """Applies control messages to a connection; returns what happened to its calls."""
 
-    def __init__(self, state: GatewayState, now: float) -> None:
+    def __init__(self, state: GatewayState, now: float, limits: Limits | None = None) -> None:
         self.state = state
         self.now = now
+        self.limits = limits or Limits()
 
     def client_message(self, conn: Conn, msg: pptp.Message) -> list[Event]:
         match msg:
@@ -128,6 +130,12 @@ class Tracker:
             conn.count_error("duplicate_call_id")
             LOG.warning("%s: %s reuses live call ID %d", describe(conn),
                         pptp.message_name(msg.TYPE), call_id)
+            return []
+        if len(self.state.calls_of(conn)) >= self.limits.max_calls_per_connection \
+                or len(self.state.calls) >= self.limits.max_calls:
+            conn.count_error("call_cap")  # forwarded (the stream is not ours to cut), not
+            LOG.warning("%s: call %d over the call caps: not tracked, no GRE flows",
+                        describe(conn), call_id)  # tracked: its GRE finds no flows
             return []
         call = Call(self.state.new_id(), conn.id, client_call_id=call_id,
                     public_call_id=conn.public_id(call_id), created=self.now,

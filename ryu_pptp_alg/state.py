@@ -18,7 +18,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ryu_pptp_alg import records as rec
-from ryu_pptp_alg.records import Call, CallState, Conn, Pair
+from ryu_pptp_alg.records import Call, CallState, Conn, ConnState, Pair
 
 Key = tuple[IPv4Address, IPv4Address]  # (outside host, public address)
 ConnKey = tuple[IPv4Address, int, IPv4Address, int]
@@ -51,6 +51,11 @@ class Indexes:
     pending_ids: dict[tuple[IPv4Address, IPv4Address, int], int] = field(default_factory=dict)
     # What the switch holds for a key's inward GRE: VIA_CONTROLLER or the fast pair's id.
     key_flows: dict[Key, int] = field(default_factory=dict)
+    # Control connections per client (the PNS: an inside host outbound, an outside host
+    # inbound), for the per-host cap; and those the server has not answered yet (no
+    # SYN-ACK), oldest first: the first to go when the table is full.
+    client_conns: dict[IPv4Address, int] = field(default_factory=dict)
+    unanswered: dict[int, Conn] = field(default_factory=dict)
 
 
 class GatewayState:
@@ -154,8 +159,13 @@ class GatewayState:
         """The connection goes (its calls went before it)."""
         idx = self.idx
         del self.conns[conn.id]
-        idx.by_inside.pop(conn.inside_key, None)
-        idx.by_outside.pop(conn.outside_key, None)
+        del idx.by_inside[conn.inside_key]
+        del idx.by_outside[conn.outside_key]
+        idx.unanswered.pop(conn.id, None)
+        if idx.client_conns[conn.client_ip] > 1:
+            idx.client_conns[conn.client_ip] -= 1
+        else:
+            del idx.client_conns[conn.client_ip]
         idx.conn_calls.pop(conn.id, None)
         for public_id in (conn.id_map or {}).values():  # decided, but no call came of it
             slot = (conn.server_ip, conn.public_ip, public_id)
@@ -174,6 +184,11 @@ class GatewayState:
                 else:
                     del idx.key_users[key]
         self.touch(rec.CONN, conn.id)
+
+    def answered(self, conn: Conn) -> None:
+        """The server answered the connection's SYN."""
+        if self.idx.unanswered.pop(conn.id, None) is not None:
+            self.touch(rec.CONN, conn.id)
 
     def reserve_id(self, conn: Conn, client_id: int, public_id: int) -> None:
         """``public_id`` is what the server sees for the client's ``client_id``, before
@@ -289,6 +304,9 @@ class GatewayState:
     def _index_conn(idx: Indexes, conn: Conn) -> None:
         idx.by_inside[conn.inside_key] = conn
         idx.by_outside[conn.outside_key] = conn
+        idx.client_conns[conn.client_ip] = idx.client_conns.get(conn.client_ip, 0) + 1
+        if conn.to_client is None and conn.state == ConnState.CONNECTING:
+            idx.unanswered[conn.id] = conn
         if not conn.inbound:
             client = (conn.client_ip, conn.server_ip)
             known = idx.client_public.get(client)

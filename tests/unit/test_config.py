@@ -10,10 +10,12 @@ import yaml
 from ryu_pptp_alg.config import (
     DEFAULT_STATE_PATH,
     ConfigError,
+    Limits,
     PortForward,
     StateBackend,
     StateConfig,
     SwitchProfile,
+    Timeouts,
     config_from_dict,
     load_config,
 )
@@ -200,3 +202,21 @@ def test_invalid_state_names_key_and_problem(state, key, fragment):
 def test_example_round_trips_through_yaml():
     document = yaml.safe_load(EXAMPLE.read_text())
     assert config_from_dict(document) == load_config(EXAMPLE)
+
+
+def test_limits_have_defaults_and_take_integers():
+    assert config_from_dict(VALID).limits == Limits()
+    config = config_from_dict({**VALID, "limits": {"max_connections": 100,
+                                                   "max_connections_per_host": 4}})
+    assert (config.limits.max_connections, config.limits.max_connections_per_host) == (100, 4)
+    assert config.timeouts.unanswered == Timeouts().unanswered
+
+
+@pytest.mark.parametrize("limits,fragment", [
+    ({"max_connections": 0}, "limits.max_connections"),
+    ({"max_calls": "many"}, "limits.max_calls"),
+    ({"max_sessions": 5}, "unknown key"),
+])
+def test_bad_limits_name_the_key(limits, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        config_from_dict({**VALID, "limits": limits})

@@ -397,3 +397,20 @@ def test_closed_calls_do_not_pile_up_on_a_long_lived_connection(switch):
     assert [call.client_call_id for call in state.calls.values()] == [99]
     assert len(state.idx.inward) == 1 and len(state.pairs) == 1
     assert [c["client_call_id"] for c in only_session(switch)["calls"]] == [99]
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda m: m[:8] + (99).to_bytes(2, "big") + m[10:],  # unknown message type
+    lambda m: m[:10] + b"\x00\x01" + m[12:],  # reserved field not zero
+])
+def test_a_message_that_frames_but_does_not_parse_is_counted_and_forwarded(switch, mangle):
+    """Both builds (make test runs the unit suite compiled and from the sources): once the
+    compiled gateway let a TypeError out here, and the segment was lost."""
+    peers = Peers(switch, 1)
+    peers.start()
+    bad = mangle(pptp.build(pptp.StartControlConnectionRequest()))
+    (out,) = switch.send(1, peers.client.segment(fr.TCP_ACK | fr.TCP_PSH, bad))
+    assert tcp_of(out)[1].payload == bad
+    assert only_session(switch)["errors"] == {"bad_message": 1}
+    peers.call(7, 0x80)  # tracking goes on
+    assert only_session(switch)["calls"][0]["state"] == "established"

@@ -140,3 +140,20 @@ def test_bad_forward_removals_get_a_clear_error(app, path, status, fragment):
     code, answer = call(app, "DELETE", path)
     assert code == status
     assert fragment in answer["error"]
+
+
+def test_a_body_nested_too_deeply_is_a_clear_400(app):
+    code, answer = call(app, "POST", "/pptp/forwards", b"[" * 100000 + b"]" * 100000)
+    assert code == 400 and "nested too deeply" in answer["error"]
+
+
+@pytest.mark.parametrize("method,path,status,fragment", [
+    ("GET", "/pptp/nothing", 404, "no such resource: /pptp/nothing"),
+    ("GET", "/pptp/sessions/x/y", 404, "no such resource"),
+    ("POST", "/pptp/sessions", 405, "use GET"),
+    ("PUT", "/pptp/forwards", 405, "use GET, POST"),
+    ("GET", "/pptp/forwards/203.0.113.1", 405, "use DELETE"),
+])
+def test_unknown_paths_and_methods_answer_json(app, method, path, status, fragment):
+    code, answer = call(app, method, path)
+    assert code == status and fragment in answer["error"]
