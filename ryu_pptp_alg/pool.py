@@ -18,9 +18,11 @@ FIRST_DYNAMIC_PORT = 1024
 
 
 class AddressPool:
-    def __init__(self, state: GatewayState, addresses: tuple[IPv4Address, ...]) -> None:
+    def __init__(self, state: GatewayState, addresses: tuple[IPv4Address, ...],
+                 ports: tuple[int, int] = (FIRST_DYNAMIC_PORT, 65535)) -> None:
         self.state = state
         self.addresses = addresses
+        self.first_port, self.last_port = ports  # where a client's own port is taken
         self.order: tuple[IPv4Address, ...] = addresses
         self.forwarded: frozenset[IPv4Address] = frozenset()
         # Where the last search for a free port ended, per (server, port, public): only
@@ -55,9 +57,10 @@ class AddressPool:
         if free(port):
             return port
         cursor_key = (server, server_port, public)
-        candidate = self._port_cursor.get(cursor_key, FIRST_DYNAMIC_PORT)
-        for _ in range(65536 - FIRST_DYNAMIC_PORT):
-            following = candidate + 1 if candidate < 65535 else FIRST_DYNAMIC_PORT
+        first, last = self.first_port, self.last_port
+        candidate = self._port_cursor.get(cursor_key, first)
+        for _ in range(last - first + 1):
+            following = candidate + 1 if candidate < last else first
             if free(candidate):
                 self._port_cursor[cursor_key] = following
                 return candidate

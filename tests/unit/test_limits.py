@@ -8,8 +8,9 @@ from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.config import Limits
 from ryu_pptp_alg.gateway import Gateway
+from ryu_pptp_alg.pool import AddressPool
 from tests.unit.fakeswitch import FakeClock, FakeSwitch, Host, TcpEnd, tcp_of
-from tests.unit.test_inbound import PEER, Inbound, forward_config
+from tests.unit.test_inbound import PEER, forward_config
 from tests.unit.test_inbound import SERVER as INSIDE_SERVER
 from tests.unit.test_outbound import (
     CLIENTS,
@@ -106,35 +107,39 @@ def test_syn_to_an_inside_host_through_the_gateway_is_not_natted_back_inside(clo
     assert switch.gateway.sessions() == []
 
 
-def test_an_outbound_connection_that_would_look_like_an_inbound_one_is_refused(clock):
-    """An outside client calls a forward from port 1723; an inside client's outbound
-    connection to that host would, were it NATed to the forward's port 1723, have the same
-    outside 4-tuple: the pool never picks that port, and were it made to, the gateway
-    refuses rather than let one connection shadow the other in its indexes."""
+def test_an_inbound_connection_that_would_look_like_an_outbound_one_is_refused(clock):
+    """The forward's inside server has its own outbound connection from port 1723 to an
+    outside host's port 1723; that host then calls the forward from port 1723: NATed,
+    both would be the same inside 4-tuple. The gateway refuses the second rather than
+    let one connection shadow the other in its indexes."""
     switch = capped_switch(clock, Limits(), forward_config())
     switch.send(1, INSIDE_SERVER.arp_request(IPv4Address("10.0.0.1")))
     switch.send(OUTSIDE, PEER.arp_request(PUBLIC))
-    Inbound(switch, sport=1723).start()
-    pool = switch.gateway.pool
-    pool.choose_public = lambda client, server: PUBLIC
-    pool.choose_port = lambda *args: 1723
-    client = TcpEnd(CLIENTS[2], 40000, PEER.ip, 1723, 3000)
-    assert switch.send(2, client.segment(fr.TCP_SYN)) == []
+    own = TcpEnd(INSIDE_SERVER, 1723, PEER.ip, 1723, 3000)
+    (out,) = switch.send(1, own.segment(fr.TCP_SYN))
+    assert tcp_of(out)[0].src != PUBLIC  # the pool keeps the forwarded address for last
+    caller = TcpEnd(PEER, 1723, PUBLIC, 1723, 7000)
+    assert switch.send(OUTSIDE, caller.segment(fr.TCP_SYN)) == []
     assert switch.gateway.counters["connection_key_conflict"] == 1
-    assert [row["direction"] for row in switch.gateway.sessions()] == ["inbound"]
+    assert [row["direction"] for row in switch.gateway.sessions()] == ["outbound"]
 
 
 def test_no_free_public_port_is_a_counted_refusal_with_a_reset(clock):
     switch = capped_switch(clock, Limits())
-    pool = switch.gateway.pool
-    pool.choose_port = lambda *args: None  # every port towards that server taken
-    (reset,) = syn(switch, 1, 40000)
+    gateway = switch.gateway
+    gateway.pool = AddressPool(gateway.state, gateway.config.public_addresses,
+                               ports=(2000, 2001))  # a port space of two
+    for port in (1, 2, 4):  # the same source port: the first keeps it, two take the range
+        syn(switch, port, 40000)
+    assert len(gateway.state.conns) == 3
+    (reset,) = syn(switch, 1, 40000, Host("02:00:00:00:00:14", IPv4Address("10.0.0.14"),
+                                           GW_MAC))
     ip, tcp = tcp_of(reset)
     assert (reset.port, ip.src, ip.dst, tcp.flags) == (
-        1, SERVER_IP, CLIENTS[1].ip, fr.TCP_RST | fr.TCP_ACK)
+        1, SERVER_IP, IPv4Address("10.0.0.14"), fr.TCP_RST | fr.TCP_ACK)
     assert tcp.ack == 1001
-    assert switch.gateway.counters["public_ports_exhausted"] == 1
-    assert switch.gateway.sessions() == []
+    assert gateway.counters["public_ports_exhausted"] == 1
+    assert len(gateway.state.conns) == 3
 
 
 def test_a_request_reordered_behind_the_fin_creates_no_call(clock):
