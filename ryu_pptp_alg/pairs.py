@@ -120,7 +120,7 @@ class GrePaths:
         controller until the call is established. None: a next hop is unknown."""
         state = self.state
         inside_ip, outside_ip = conn.inside[0], conn.outside[0]
-        pair = state.idx.pair_at.get((inside_ip, outside_ip, conn.public_ip))
+        pair = state.pair_at(inside_ip, (outside_ip, conn.public_ip))
         if pair is None:
             if to_inside is None or to_outside is None:
                 return None

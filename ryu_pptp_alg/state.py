@@ -35,8 +35,6 @@ class Indexes:
     by_inside: dict[ConnKey, Conn] = field(default_factory=dict)
     by_outside: dict[ConnKey, Conn] = field(default_factory=dict)
     conn_calls: dict[int, list[Call]] = field(default_factory=dict)  # live calls by Conn.id
-    pair_at: dict[tuple[IPv4Address, IPv4Address, IPv4Address], Pair] = \
-        field(default_factory=dict)  # (inside, outside, public)
     pair_calls: dict[int, list[Call]] = field(default_factory=dict)  # by Pair.id
     key_pairs: dict[Key, list[Pair]] = field(default_factory=dict)
     # (outside, public, call ID) -> the call inward GRE with that ID belongs to (the
@@ -255,7 +253,6 @@ class GatewayState:
     def remove_pair(self, pair: Pair) -> None:
         idx = self.idx
         del self.pairs[pair.id]
-        del idx.pair_at[(pair.inside_ip, pair.outside_ip, pair.public_ip)]
         idx.pair_calls.pop(pair.id, None)
         pairs = idx.key_pairs[pair.key]
         pairs.remove(pair)
@@ -292,6 +289,13 @@ class GatewayState:
                 return call
         return None
 
+    def pair_at(self, inside: IPv4Address, key: Key) -> Pair | None:
+        """The pair of ``inside`` under ``key`` (keys have one pair, or a few)."""
+        for pair in self.idx.key_pairs.get(key, ()):
+            if pair.inside_ip == inside:
+                return pair
+        return None
+
     def pair_of(self, call: Call) -> Pair | None:
         return None if call.pair is None else self.pairs[call.pair]
 
@@ -319,7 +323,6 @@ class GatewayState:
 
     @staticmethod
     def _index_pair(idx: Indexes, pair: Pair) -> None:
-        idx.pair_at[(pair.inside_ip, pair.outside_ip, pair.public_ip)] = pair
         _append(idx.key_pairs, pair.key, pair)
 
     @staticmethod
