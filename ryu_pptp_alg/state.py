@@ -149,9 +149,12 @@ class GatewayState:
     # --- records that keep the indexes ---------------------------------------------------
 
     def add_conn(self, conn: Conn) -> None:
+        """A connection on its SYN: written with the server's answer (``answered``) at the
+        latest. Lost before that, the server's SYN-ACK finds no mapping and the client's
+        retransmitted SYN makes it again."""
         self.conns[conn.id] = conn
         self._index_conn(self.idx, conn)
-        self.touch(rec.CONN, conn.id)
+        self.touch_lazy(rec.CONN, conn.id)
 
     def remove_conn(self, conn: Conn) -> None:
         """The connection goes (its calls went before it)."""

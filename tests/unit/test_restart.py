@@ -387,3 +387,29 @@ def test_a_record_naming_a_missing_record_is_a_problem(clock, kind):
     with pytest.raises((AssertionError, KeyError)):
         problems = switch.gateway.problems()
         assert not problems, problems
+
+
+def test_a_connection_is_written_by_the_time_the_server_answers_it(clock):
+    """Killed right after the SYN-ACK went through (nothing lazy written): the connection
+    is there. Killed between SYN and SYN-ACK: the SYN-ACK finds nothing, and the client's
+    retransmitted SYN makes the mapping again."""
+    switch = outbound_switch(clock)
+    peers = Peers(switch, 1)  # SYN, SYN-ACK
+    switch.restart_controller(lazy_written=False)
+    assert [row["client"] for row in table(switch)] == [f"{CLIENTS[1].ip}:40000"]
+    switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))  # neighbours are not kept
+    late = TcpEnd(CLIENTS[2], 40001, SERVER_IP, 1723, 9000)
+    (syn,) = switch.send(2, late.segment(fr.TCP_SYN))
+    switch.restart_controller(lazy_written=False)
+    switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))
+    ip, tcp = tcp_of(syn)
+    server = TcpEnd(SERVER, 1723, ip.src, tcp.src_port, 5000, tcp.seq + 1)
+    assert switch.send(OUTSIDE, server.segment(fr.TCP_SYN | fr.TCP_ACK)) == []
+    late.seq = 9000  # the client retransmits its SYN
+    (again,) = switch.send(2, late.segment(fr.TCP_SYN))
+    assert tcp_of(again)[1].src_port == tcp.src_port
+    server.seq = 5000
+    (synack,) = switch.send(OUTSIDE, server.segment(fr.TCP_SYN | fr.TCP_ACK))
+    assert synack.port == 2
+    peers.start()
+    assert len(table(switch)) == 2
