@@ -140,6 +140,11 @@ class Alg:
         return [] if gateway is None \
             else self._stored(gateway, gateway.flow_stats(entries, xid, more))
 
+    def error(self, dpid: int, xid: int, err_type: int, code: int) -> list[ofmsg.Message]:
+        gateway = self.gateways.get(dpid)
+        return [] if gateway is None \
+            else self._stored(gateway, gateway.error(xid, err_type, code))
+
     def tick(self, dpid: int) -> list[ofmsg.Message]:
         gateway = self.gateways.get(dpid)
         return [] if gateway is None else self._stored(gateway, gateway.tick())

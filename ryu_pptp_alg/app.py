@@ -236,5 +236,8 @@ class PptpAlgApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_msg(self, ev: Any) -> None:
         msg = ev.msg
-        LOG.error("dpid %#x reported OpenFlow error type %d code %d", msg.datapath.id or 0,
-                  msg.type, msg.code)
+        datapath = msg.datapath
+        LOG.error("dpid %#x reported OpenFlow error type %d code %d (xid %#x)",
+                  datapath.id or 0, msg.type, msg.code, msg.xid or 0)
+        if datapath.id is not None:
+            self.send(datapath, self.alg.error(datapath.id, msg.xid, msg.type, msg.code))

@@ -107,11 +107,11 @@ class Gateway:
              OUTSIDE: Side(OUTSIDE, config.outside_ports, config.public_addresses)},
             self.timeouts.arp_retry, self.timeouts.arp_give_up, config.inside_address.network)
         self.state = rec_state = GatewayState()
+        self.fence = Fence(config.switch_profile is not SwitchProfile.OVS)
         self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
-                              config.public_addresses)
+                              config.public_addresses, self.fence.xid)
         self.pool = AddressPool(rec_state, config.public_addresses)
         self.call_ids = CallIdSpace(rec_state, self.counters, self.log)
-        self.fence = Fence(config.switch_profile is not SwitchProfile.OVS)
         self.forwards: dict[IPv4Address, IPv4Address] = {}
         self._apply_forwards()
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
@@ -204,7 +204,25 @@ class Gateway:
                       changes.kept, len(changes.adds), len(changes.deletes))
         if self.last_restore is not None and "flows_kept" not in self.last_restore:
             self.last_restore.update(self.last_sync)
-        return [*changes.adds, *changes.deletes, ofmsg.barrier()]
+        adds = [self.paths.track(m) if m.table_id == pipeline.TABLE_GRE else m
+                for m in changes.adds]
+        return [*adds, *changes.deletes, ofmsg.barrier()]
+
+    def error(self, xid: int, err_type: int, code: int) -> list[Any]:
+        """The switch refused a message of ours. A GRE flow's refusal reaches the calls it
+        was for: they fall back to the controller path where that can carry them, or are
+        reported refused (``path``), counted."""
+        self.counters["openflow_errors"] += 1
+        msgs = self.paths.refused_xid(xid)
+        if msgs is None:
+            self.log.warning("%s: OpenFlow error type %d code %d for xid %#x (not a flow "
+                             "of a call)", self.config.label, err_type, code, xid)
+            return []
+        self.counters["gre_flows_refused"] += 1
+        self.log.warning("%s: the switch refused a GRE flow (xid %#x, error type %d code "
+                         "%d): its calls fall back to the controller path or are refused",
+                         self.config.label, xid, err_type, code)
+        return msgs
 
     # --- packet-in -----------------------------------------------------------------------
 

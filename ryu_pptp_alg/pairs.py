@@ -17,6 +17,7 @@ which flows the records want in the switch (``wanted``), for a warm reconnect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import Any
@@ -99,8 +100,13 @@ class GrePaths:
     """The GRE table of one gateway: pairs, keys, fast and slow paths."""
 
     def __init__(self, state: GatewayState, gateway_mac: str, idle_timeout: int,
-                 public_addresses: tuple[IPv4Address, ...]) -> None:
+                 public_addresses: tuple[IPv4Address, ...],
+                 xid: Callable[[], int] | None = None) -> None:
         self.state = state
+        # Flow additions sent, by xid, so that a refusal from the switch finds its flow
+        # (cookie and match); the latest only: a switch answers at once.
+        self._xid = xid
+        self.sent: dict[int, tuple[int, Any]] = {}
         self.mac = gateway_mac
         self.idle_timeout = idle_timeout
         # A key's cookie is derived from its addresses: (public address's position, outside
@@ -138,7 +144,7 @@ class GrePaths:
         if not pair.installed:
             pair.installed = True
             self.state.touch(rec.PAIR, pair.id)
-            msgs.append(outward_flow(pair, self.mac, self.idle_timeout))
+            msgs.append(self.track(outward_flow(pair, self.mac, self.idle_timeout)))
         return msgs + self.reconcile(pair.key)
 
     def call_closed(self, conn: Conn, call: Call) -> list[Any]:
@@ -160,11 +166,11 @@ class GrePaths:
         """The inward flows the key's pairs call for: the fast pair's id, VIA_CONTROLLER,
         or None (no pairs)."""
         pairs = self.state.idx.key_pairs.get(key)
-        if not pairs:
-            return None
+        if not pairs or all(p.refused & rec.REFUSED_CONTROLLER for p in pairs):
+            return None  # no pair, or the switch has no room for the key's flow at all
         if len(pairs) == 1:
             pair = pairs[0]
-            if pair.installed and not any(
+            if pair.installed and not pair.refused and not any(
                     call.translated for call in self.state.idx.pair_calls.get(pair.id, ())):
                 return pair.id
         return VIA_CONTROLLER
@@ -181,9 +187,10 @@ class GrePaths:
         deletes: list[Any] = []
         cookie = self.key_cookie(key)
         if want == VIA_CONTROLLER:
-            adds.append(via_controller_flow(key, cookie))
+            adds.append(self.track(via_controller_flow(key, cookie)))
         elif want is not None:
-            adds.append(inward_flow(state.pairs[want], self.mac, self.idle_timeout))
+            adds.append(self.track(inward_flow(state.pairs[want], self.mac,
+                                               self.idle_timeout)))
         if have == VIA_CONTROLLER:
             deletes.append(delete_via_controller_flow(key, cookie))
         elif have is not None:
@@ -208,7 +215,7 @@ class GrePaths:
         state = self.state
         wanted = []
         for pair in state.pairs.values():
-            if pair.installed:
+            if pair.installed and not pair.refused & rec.REFUSED_OUTWARD:
                 wanted.append(outward_flow(pair, self.mac, self.idle_timeout))
         for key, flows in state.idx.key_flows.items():
             if flows == VIA_CONTROLLER:
@@ -220,11 +227,70 @@ class GrePaths:
     # --- reading -----------------------------------------------------------------------------
 
     def path(self, call: Call) -> Path:
-        if call.state == CallState.ESTABLISHED and call.pair is not None:
+        if call.pair is not None:
             pair = self.state.pairs[call.pair]
-            if self.state.idx.key_flows.get(pair.key) == pair.id:
+            if pair.refused & (rec.REFUSED_OUTWARD | rec.REFUSED_CONTROLLER):
+                return Path.REFUSED
+            if call.state == CallState.ESTABLISHED \
+                    and self.state.idx.key_flows.get(pair.key) == pair.id:
                 return Path.FAST
         return Path.SLOW
+
+    def track(self, msg: Any) -> Any:
+        """Give a flow addition an xid of ours and remember it, for refusals."""
+        if self._xid is not None:
+            msg.xid = xid = self._xid()
+            self.sent[xid] = (msg.cookie, msg.match)
+            if len(self.sent) > 4096:
+                del self.sent[next(iter(self.sent))]
+        return msg
+
+    def refused_xid(self, xid: int) -> list[Any] | None:
+        """The switch refused the message ``xid``: None if it was no flow of ours."""
+        sent = self.sent.pop(xid, None)
+        if sent is None:
+            return None
+        cookie, match = sent
+        return self.refused(cookie, tuple(match.items()))
+
+    def refused(self, cookie: int, match: tuple[tuple[str, Any], ...]) -> list[Any]:
+        """The switch refused to add a flow of ours: the pairs it leaves without a path
+        are marked so (the session table says "refused"); a pair whose inward rewrite was
+        refused falls back to the controller path. Returns the flow changes that follow."""
+        decoded = pipeline.decode_cookie(cookie)
+        if decoded is None:
+            return []
+        state = self.state
+        affected: list[Pair] = []
+        if decoded.kind == CookieKind.GRE_PAIR:
+            pair = state.pairs.get(decoded.ident)
+            if pair is not None:
+                affected = [pair]
+                outward = ("ipv4_src", str(pair.inside_ip)) in match
+                flag = rec.REFUSED_OUTWARD if outward else rec.REFUSED_INWARD
+        elif decoded.kind == CookieKind.GRE_KEY:
+            key = self._key_of(decoded.ident)
+            affected = list(state.idx.key_pairs.get(key, ())) if key is not None else []
+            flag = rec.REFUSED_CONTROLLER
+        msgs: list[Any] = []
+        for pair in affected:
+            if pair.refused & flag:
+                continue
+            pair.refused |= flag
+            state.touch(rec.PAIR, pair.id)
+            have = state.idx.key_flows.get(pair.key)
+            if (flag == rec.REFUSED_CONTROLLER and have == VIA_CONTROLLER) \
+                    or (flag == rec.REFUSED_INWARD and have == pair.id):
+                state.set_key_flows(pair.key, None)  # not in the switch after all
+            msgs.extend(self.reconcile(pair.key))
+        return msgs
+
+    def _key_of(self, ident: int) -> Key | None:
+        index, outside = ident >> 32, ident & 0xFFFFFFFF
+        for public, position in self._public_index.items():
+            if position & 0xFF == index:
+                return (IPv4Address(outside), public)
+        return None
 
     def pair_by_cookie(self, cookie: int) -> Pair | None:
         decoded = pipeline.decode_cookie(cookie)

@@ -53,6 +53,15 @@ class CallState(StrEnum):
 class Path(StrEnum):
     FAST = "fast"  # the switch forwards this call's GRE in both directions
     SLOW = "slow"  # inward GRE goes through the controller
+    REFUSED = "refused"  # the switch refused a flow its GRE needs: it carries nothing
+
+
+# Flows of a pair the switch refused (``Pair.refused``): its outward rewrite (nothing
+# else can carry that direction), its inward rewrite (the controller path can), or the
+# key's via-controller flow it would have fallen back to.
+REFUSED_OUTWARD = 1
+REFUSED_INWARD = 2
+REFUSED_CONTROLLER = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +194,7 @@ class Pair:
     to_inside: Hop
     to_outside: Hop
     installed: bool = False  # its outward flow is sent (a call on it was established)
+    refused: int = 0  # REFUSED_* flags: flows the switch would not take
     # GRE counters: live flows (from flow stats) and flows already gone.
     outward_packets: int = 0
     outward_bytes: int = 0
@@ -265,12 +275,14 @@ def decode_call(ident: int, value: list[Any]) -> Call:
 def encode_pair(pair: Pair) -> list[Any]:
     return [int(pair.inside_ip), int(pair.outside_ip), int(pair.public_ip),
             pair.to_inside.mac, pair.to_inside.port, pair.to_outside.mac, pair.to_outside.port,
-            pair.installed, pair.outward_packets, pair.outward_bytes, pair.inward_packets,
+            pair.installed, pair.refused, pair.outward_packets, pair.outward_bytes,
+            pair.inward_packets,
             pair.inward_bytes, pair.removed_packets, pair.removed_bytes]
 
 
 def decode_pair(ident: int, value: list[Any]) -> Pair:
     (inside_ip, outside_ip, public_ip, in_mac, in_port, out_mac, out_port, installed,
-     *counters) = value
+     refused, *counters) = value
     return Pair(int(ident), _ip(inside_ip), _ip(outside_ip), _ip(public_ip),
-                Hop(in_mac, in_port), Hop(out_mac, out_port), bool(installed), *counters)
+                Hop(in_mac, in_port), Hop(out_mac, out_port), bool(installed), int(refused),
+                *counters)

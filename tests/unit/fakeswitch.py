@@ -97,6 +97,11 @@ class FakeSwitch:
     reorder: bool = False
     store: MemoryStore = field(default_factory=MemoryStore)
     connected: bool = True
+    # Tables with room for this many flows: an addition past it is refused with
+    # OFPET_FLOW_MOD_FAILED / TABLE_FULL, as OVS does with flow_limit and overflow_policy
+    # refuse (what it holds counts, the drop flow too; replacing a flow is no addition).
+    table_limits: dict[int, int] = field(default_factory=dict)
+    refused: list[Any] = field(default_factory=list)
 
     @classmethod
     def create(cls, config: GatewayConfig, clock: FakeClock,
@@ -138,6 +143,7 @@ class FakeSwitch:
         assert not problems, "\n".join(problems)
 
     def _apply(self, msgs: list[Any]) -> None:
+        errors: list[int] = []
         for msg in self._execution_order(msgs):
             self.messages.append(msg)
             assert_same_wire(msg)  # what app.py would send is what Ryu would
@@ -146,17 +152,37 @@ class FakeSwitch:
                     port = msg.in_port if action.port == ofp.OFPP_IN_PORT else action.port
                     self.wire.append(Sent(port, bytes(msg.data), frame_fields(msg.data, port)))
             elif isinstance(msg, parser.OFPBarrierRequest):
+                self._refuse(errors)  # errors of what came before go out before its reply
+                errors = []
                 if msg.xid is None:
                     continue  # an ordering barrier nobody waits for
                 if self.hold_barriers:
                     self.pending_barriers.append(msg.xid)
                 else:
                     self._apply(self.gateway.barrier_reply(msg.xid))
+            elif isinstance(msg, parser.OFPFlowMod) and self._table_full(msg):
+                self.refused.append(msg)  # the error reaches the controller after the batch
+                errors.append(msg.xid or 0)
             elif isinstance(msg, parser.OFPFlowStatsRequest):
                 if msg.xid is not None:  # one the gateway waits for
                     self._apply(self.gateway.flow_stats(self.flow_entries(), msg.xid))
             else:
                 self.table.apply([msg])
+        self._refuse(errors)
+
+    def _refuse(self, xids: list[int]) -> None:
+        for xid in xids:
+            self._apply(self.gateway.error(xid, ofp.OFPET_FLOW_MOD_FAILED,
+                                           ofp.OFPFMFC_TABLE_FULL))
+
+    def _table_full(self, msg: Any) -> bool:
+        limit = self.table_limits.get(msg.table_id)
+        if limit is None or msg.command != ofp.OFPFC_ADD:
+            return False
+        flows = self.table.flows(msg.table_id)
+        match = dict(msg.match.items())
+        replacing = any(f.priority == msg.priority and f.match == match for f in flows)
+        return not replacing and len(flows) >= limit
 
     def _execution_order(self, msgs: list[Any]) -> list[Any]:
         if not self.reorder:
