@@ -48,7 +48,8 @@ class Alg:
                  store: StateStore | None = None) -> None:
         self.config = config
         self.clock = time.time if clock is None else clock
-        self.gateways = {g.dpid: Gateway(g, config.timeouts, self.clock, limits=config.limits)
+        self.gateways = {g.dpid: Gateway(g, config.timeouts, self.clock, limits=config.limits,
+                                         rates=config.rates)
                          for g in config.gateways}
         self.counters: Counter[str] = Counter()
         self.store = store

@@ -52,6 +52,32 @@ class SwitchProfile(StrEnum):
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a switch profile can do, stated once (as Faucet's hardware profiles)."""
+
+    barriers: bool  # may reorder between barriers: flow changes are fenced by one
+    meters: bool  # OpenFlow meters: traffic to the controller is metered in the switch
+
+
+CAPABILITIES = {
+    SwitchProfile.OPENFLOW: Capabilities(barriers=True, meters=False),  # assume the least
+    SwitchProfile.OVS: Capabilities(barriers=False, meters=True),  # userspace meters too
+}
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Packets per second the controller takes, per class: metered in the switch where the
+    switch profile has meters, else by token buckets in the controller. Each class has its
+    own budget, so one host's flood of one kind cannot starve the others."""
+
+    arp: int = 100  # ARP for the gateway's addresses
+    new_connections: int = 200  # TCP/1723 that no tracked connection's flow takes (SYNs)
+    control: int = 2000  # segments of control connections the server has answered
+    gre: int = 20000  # GRE of keys on the controller path
+
+
+@dataclass(frozen=True)
 class PortForward:
     """Inbound PPTP: TCP/1723 (and its GRE) to ``public`` goes to ``inside``."""
 
@@ -76,6 +102,10 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not self.gateway_mac:
             object.__setattr__(self, "gateway_mac", default_gateway_mac(self.dpid))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES[self.switch_profile]
 
     @property
     def default_public_address(self) -> IPv4Address:
@@ -144,6 +174,7 @@ class AlgConfig:
     timeouts: Timeouts = Timeouts()
     state: StateConfig = StateConfig()
     limits: Limits = Limits()
+    rates: Rates = Rates()
 
     def gateway(self, dpid: int) -> GatewayConfig | None:
         for gateway in self.gateways:
@@ -187,7 +218,7 @@ def parse_config(text: str) -> AlgConfig:
 
 
 def config_from_dict(document: Any) -> AlgConfig:
-    top = _mapping(document, "", {"gateways", "timeouts", "state", "limits"})
+    top = _mapping(document, "", {"gateways", "timeouts", "state", "limits", "rates"})
     if "gateways" not in top:
         raise ConfigError("gateways", "missing (a list with one entry per NAT switch)")
     entries = _list(top["gateways"], "gateways")
@@ -202,7 +233,14 @@ def config_from_dict(document: Any) -> AlgConfig:
         seen[gateway.dpid] = i
     return AlgConfig(gateways=gateways, timeouts=_timeouts(top.get("timeouts") or {}),
                      state=_state({} if top.get("state") is None else top["state"]),
-                     limits=_limits(top.get("limits") or {}))
+                     limits=_limits(top.get("limits") or {}),
+                     rates=_rates(top.get("rates") or {}))
+
+
+def _rates(value: Any) -> Rates:
+    fields = _mapping(value, "rates", set(Rates.__dataclass_fields__))
+    return Rates(**{name: _int(raw, f"rates.{name}", 1, 10_000_000)
+                    for name, raw in fields.items()})
 
 
 def _limits(value: Any) -> Limits:

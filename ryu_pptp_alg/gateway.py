@@ -54,7 +54,7 @@ from ryu_pptp_alg.codec.frame import (
     parse_tcp,
 )
 from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
-from ryu_pptp_alg.config import GatewayConfig, Limits, PortForward, SwitchProfile, Timeouts
+from ryu_pptp_alg.config import GatewayConfig, Limits, PortForward, Rates, Timeouts
 from ryu_pptp_alg.fence import Fence
 from ryu_pptp_alg.flowtable import FlowEntry, diff
 from ryu_pptp_alg.neighbours import Neighbours, Side
@@ -87,10 +87,21 @@ RESYNC_SEGMENTS = 32
 class Gateway:
     def __init__(self, config: GatewayConfig, timeouts: Timeouts | None = None,
                  clock: Clock = time.time, logger: logging.Logger | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, rates: Rates | None = None) -> None:
         self.config = config
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
+        self.rates = rates or Rates()
+        self.metered = config.capabilities.meters
+        # Without meters in the switch: token buckets here, as the meters would be (one
+        # per class of packet-in, by the cookie of the flow that sent it; new connections
+        # one per port). Transient: a restart refills them.
+        self._buckets: dict[tuple[str, int | None], TokenBucket] = {
+            (kind, None): TokenBucket(rate) for kind, rate in (
+            ("arp", self.rates.arp), ("control", self.rates.control),
+            ("gre", self.rates.gre))}
+        for port in (*config.inside_ports, *config.outside_ports):
+            self._buckets[("new_connections", port)] = TokenBucket(self.rates.new_connections)
         self.clock = clock
         self.log = logger or logging.getLogger(f"ryu_pptp_alg.gateway.{config.dpid:x}")
         self.connected = False
@@ -107,9 +118,9 @@ class Gateway:
              OUTSIDE: Side(OUTSIDE, config.outside_ports, config.public_addresses)},
             self.timeouts.arp_retry, self.timeouts.arp_give_up, config.inside_address.network)
         self.state = rec_state = GatewayState()
-        self.fence = Fence(config.switch_profile is not SwitchProfile.OVS)
+        self.fence = Fence(config.capabilities.barriers)
         self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
-                              config.public_addresses, self.fence.xid)
+                              config.public_addresses, self.fence.xid, self.metered)
         self.pool = AddressPool(rec_state, config.public_addresses)
         self.call_ids = CallIdSpace(rec_state, self.counters, self.log)
         self.forwards: dict[IPv4Address, IPv4Address] = {}
@@ -181,8 +192,9 @@ class Gateway:
             None, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
             cookie=pipeline.COOKIE_TAG, cookie_mask=pipeline.COOKIE_TAG_MASK)
         request.set_xid(xid)
+        meters = pipeline.meter_mods(self.config, self.rates) if self.metered else []
         # Barriers sent to the old connection will never be answered: release now.
-        return [request, *self.fence.release_all()]
+        return [*meters, request, *self.fence.release_all()]
 
     def datapath_down(self) -> None:
         if self.connected:
@@ -193,7 +205,10 @@ class Gateway:
         self._sync_xid = None
 
     def wanted_flows(self) -> list[Any]:
-        return [*pipeline.static_flows(self.config), *self.paths.flows()]
+        tracked = [flow for conn in self.state.conns.values() if _answered(conn)
+                   for flow in pipeline.tracked_flows(conn, self.mac, self.metered)]
+        return [*pipeline.static_flows(self.config, self.metered), *tracked,
+                *self.paths.flows()]
 
     def _sync_flows(self, entries: list[FlowEntry]) -> list[Any]:
         changes = diff(self.wanted_flows(), [e for e in entries if pipeline.ours(e.cookie)])
@@ -229,6 +244,13 @@ class Gateway:
     def packet_in(self, in_port: int, data: bytes, cookie: int) -> list[Any]:
         """A packet the pipeline sent to the controller."""
         self.counters["packet_in"] += 1
+        if not self.metered:
+            kind = _rate_class(cookie)
+            if kind is not None:
+                bucket = self._buckets.get((kind, in_port if kind == "new_connections"
+                                            else None))
+                if bucket is not None and not bucket.take(self.clock()):
+                    return self._drop(f"rate_limited_{kind}", "port %d", in_port)
         try:
             eth = parse_ethernet(data)
             if eth.ethertype == ETH_TYPE_ARP:
@@ -271,12 +293,16 @@ class Gateway:
                 if ip.dst in self.inside_network:  # no hairpin NAT: not ours to carry
                     return msgs + self._drop("tcp_inside_to_inside", "%s -> %s", ip.src,
                                              ip.dst)
-                if not self._admit(ip.src):
+                admitted = self._admit(ip.src)
+                if admitted is None:
                     return msgs
+                msgs.extend(admitted)
                 opened = self._open_outbound(eth, ip, tcp, now)
             elif opening and ip.dst in self.forwards:
-                if not self._admit(ip.src):
+                admitted = self._admit(ip.src)
+                if admitted is None:
                     return msgs
+                msgs.extend(admitted)
                 opened = self._open_inbound(ip, tcp, now)
             else:
                 return msgs + self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src,
@@ -291,7 +317,8 @@ class Gateway:
         if tcp.has(TCP_SYN):
             self._start_stream(conn, tcp, from_client)
         if not from_client and conn.id in self.state.idx.unanswered:
-            self.state.answered(conn)
+            self.state.answered(conn)  # its segments get flows (and a budget) of their own
+            msgs.extend(pipeline.tracked_flows(conn, self.mac, self.metered))
         rewritten = self._rewrite(conn, tcp, from_client)
         if rewritten is None:  # the connection could not be picked up again
             return msgs + self._reset(conn, ip, tcp, from_inside, now)
@@ -337,26 +364,26 @@ class Gateway:
         """A barrier we sent was answered: release what waited for it."""
         return self.fence.barrier_reply(xid)
 
-    def _admit(self, client: IPv4Address) -> bool:
-        """Whether a new control connection from ``client`` fits the caps; at the overall
-        cap the oldest connection its server has not answered makes room (as conntrack's
-        early drop), never an answered one. A SYN that does not fit is dropped, counted."""
+    def _admit(self, client: IPv4Address) -> list[Any] | None:
+        """Whether a new control connection from ``client`` fits the caps (None: it does
+        not; else what making room sends). At the overall cap the oldest connection its
+        server has not answered makes room (as conntrack's early drop), never an answered
+        one. A SYN that does not fit is dropped, counted."""
         state, limits = self.state, self.limits
         if state.idx.client_conns.get(client, 0) >= limits.max_connections_per_host:
             self._drop("refused_per_host_cap", "SYN from %s: %d connections already", client,
                        limits.max_connections_per_host)
-            return False
+            return None
         if len(state.conns) < limits.max_connections:
-            return True
+            return []
         oldest = next(iter(state.idx.unanswered.values()), None)
         if oldest is None:
             self._drop("refused_connection_cap", "SYN from %s: %d connections", client,
                        limits.max_connections)
-            return False
+            return None
         self.counters["unanswered_early_drops"] += 1
         self.log.debug("control connection %s dropped early for a new one", Described(oldest))
-        self._forget(oldest)
-        return True
+        return self._forget(oldest)
 
     def _open_outbound(self, eth: Ethernet, ip: Ipv4, tcp: Tcp,
                        now: float) -> Conn | list[Any]:
@@ -510,7 +537,7 @@ class Gateway:
         msgs = [*self.neighbours.send_via(*to, self._sender(onward), now),
                 *self.neighbours.send_via(*reply_to, self._sender(reply), now)]
         msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(conn))[0])
-        self._forget(conn)
+        msgs.extend(self._forget(conn))
         return msgs
 
     def _tcp_close(self, conn: Conn, tcp: Tcp) -> list[Any]:
@@ -648,18 +675,18 @@ class Gateway:
             if now - conn.created < self.timeouts.unanswered:
                 break
             self.counters["unanswered_timeouts"] += 1
-            self._forget(conn)
+            msgs.extend(self._forget(conn))
         for conn in list(self.state.conns.values()):
             if conn.state == ConnState.CLOSING:
                 if now - (conn.closed_at or now) >= self.timeouts.closing_linger:
-                    self._forget(conn)
+                    msgs.extend(self._forget(conn))
             elif now - conn.last_seen >= self.timeouts.control_idle:
                 self.log.info("control connection %s idle for %ds: torn down", describe(conn),
                               self.timeouts.control_idle)
                 self.counters["control_idle_timeouts"] += 1
                 events = Tracker(self.state, now).connection_closed(conn)
                 msgs.extend(self._apply(conn, events)[0])
-                self._forget(conn)
+                msgs.extend(self._forget(conn))
         if self.connected and now - self._last_stats >= self.timeouts.stats_interval:
             self._last_stats = now
             msgs.append(parser.OFPFlowStatsRequest(
@@ -668,12 +695,16 @@ class Gateway:
                 cookie_mask=pipeline.COOKIE_TAG_MASK))
         return msgs
 
-    def _forget(self, conn: Conn) -> None:
+    def _forget(self, conn: Conn) -> list[Any]:
+        msgs = []
         for call in list(self.state.calls_of(conn)):  # calls end before their connection
-            self.paths.call_closed(conn, call)
+            msgs.extend(self.paths.call_closed(conn, call))
+        if _answered(conn):
+            msgs.append(pipeline.delete_tracked_flows(conn.id))
         self.state.remove_conn(conn)
         self._resync_misses.pop((conn.id, True), None)
         self._resync_misses.pop((conn.id, False), None)
+        return msgs
 
     # --- port forwards -------------------------------------------------------------------
 
@@ -722,7 +753,7 @@ class Gateway:
         for conn in list(self.state.conns.values()):
             if conn.inbound and conn.public_ip == public:
                 msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(conn))[0])
-                self._forget(conn)
+                msgs.extend(self._forget(conn))
                 self.counters["forward_sessions_torn_down"] += 1
         self.log.info("port forward %s -> %s removed", public, inside)
         return msgs
@@ -770,3 +801,49 @@ def _starts_message(payload: bytes) -> bool:
     if len(payload) < 8 or payload[4:8] != COOKIE:
         return False
     return pptp.MIN_MESSAGE_LEN <= int.from_bytes(payload[:2], "big") <= pptp.MAX_MESSAGE_LEN
+
+
+def _answered(conn: Conn) -> bool:
+    """The server answered the connection's SYN (what ``state.answered`` records)."""
+    return conn.to_client is not None
+
+
+_RATE_CLASSES = {
+    pipeline.PipelineFlow.ARP_INSIDE: "arp", pipeline.PipelineFlow.ARP_PUBLIC: "arp",
+    pipeline.PipelineFlow.PPTP_TO_SERVER: "new_connections",
+    pipeline.PipelineFlow.PPTP_FROM_SERVER: "new_connections"}
+
+
+def _rate_class(cookie: int) -> str | None:
+    """The budget a packet-in is charged to, by the flow that sent it."""
+    decoded = pipeline.decode_cookie(cookie)
+    if decoded is None:
+        return None
+    if decoded.kind == pipeline.CookieKind.PIPELINE:
+        return _RATE_CLASSES.get(pipeline.PipelineFlow(decoded.ident)) \
+            if decoded.ident in _RATE_CLASSES else None
+    if decoded.kind == pipeline.CookieKind.CONNECTION:
+        return "control"
+    if decoded.kind == pipeline.CookieKind.GRE_KEY:
+        return "gre"
+    return None
+
+
+class TokenBucket:
+    """``rate`` tokens a second, as many held at most."""
+
+    __slots__ = ("at", "rate", "tokens")
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.tokens = float(rate)
+        self.at: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.at is not None:
+            self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

@@ -69,10 +69,11 @@ def inward_flow(pair: Pair, gateway_mac: str, idle_timeout: int) -> parser.OFPFl
                          gateway_mac, idle_timeout, ipv4_dst=str(pair.inside_ip))
 
 
-def via_controller_flow(key: Key, cookie: int) -> parser.OFPFlowMod:
+def via_controller_flow(key: Key, cookie: int, metered: bool = False) -> parser.OFPFlowMod:
     """Outside host to public address, via the controller (pending or shared key)."""
     return ofmsg.flow_add(pipeline.TABLE_GRE, Priority.GRE_VIA_CONTROLLER, _gre_match(*key),
-                          [ofmsg.apply_actions([ofmsg.output_controller()])], cookie)
+                          pipeline.to_controller(pipeline.Meter.GRE if metered else None),
+                          cookie)
 
 
 def _delete_strict(priority: int, cookie: int, match: parser.OFPMatch) -> parser.OFPFlowMod:
@@ -101,8 +102,9 @@ class GrePaths:
 
     def __init__(self, state: GatewayState, gateway_mac: str, idle_timeout: int,
                  public_addresses: tuple[IPv4Address, ...],
-                 xid: Callable[[], int] | None = None) -> None:
+                 xid: Callable[[], int] | None = None, metered: bool = False) -> None:
         self.state = state
+        self.metered = metered
         # Flow additions sent, by xid, so that a refusal from the switch finds its flow
         # (cookie and match); the latest only: a switch answers at once.
         self._xid = xid
@@ -187,7 +189,7 @@ class GrePaths:
         deletes: list[Any] = []
         cookie = self.key_cookie(key)
         if want == VIA_CONTROLLER:
-            adds.append(self.track(via_controller_flow(key, cookie)))
+            adds.append(self.track(via_controller_flow(key, cookie, self.metered)))
         elif want is not None:
             adds.append(self.track(inward_flow(state.pairs[want], self.mac,
                                                self.idle_timeout)))
@@ -219,7 +221,7 @@ class GrePaths:
                 wanted.append(outward_flow(pair, self.mac, self.idle_timeout))
         for key, flows in state.idx.key_flows.items():
             if flows == VIA_CONTROLLER:
-                wanted.append(via_controller_flow(key, self.key_cookie(key)))
+                wanted.append(via_controller_flow(key, self.key_cookie(key), self.metered))
             else:
                 wanted.append(inward_flow(state.pairs[flows], self.mac, self.idle_timeout))
         return wanted

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg import ofmsg
 from ryu_pptp_alg.codec.pptp import PPTP_PORT
-from ryu_pptp_alg.config import GatewayConfig
+from ryu_pptp_alg.config import GatewayConfig, Rates
+from ryu_pptp_alg.records import Conn
 
 TABLE_CLASSIFY = 0  # first table: sorts PPTP control, GRE and everything else
 TABLE_GRE = 1  # per-call GRE address rewrites
@@ -21,6 +25,7 @@ TABLE_GRE = 1  # per-call GRE address rewrites
 class Priority:
     DEFAULT: Final = 0  # table miss, made explicit so it is counted
     PPTP_CONTROL: Final = 1000  # TCP/1723 to the gateway's MAC, either direction -> controller
+    PPTP_TRACKED: Final = 1100  # one answered control connection's segments -> controller
     GRE: Final = 1000  # IP protocol 47 to the gateway's MAC -> GRE table
     ARP: Final = 2000  # ARP for one of the gateway's addresses -> controller
     GRE_VIA_CONTROLLER: Final = 2000  # GRE of a pending or shared pair -> controller
@@ -41,6 +46,73 @@ class CookieKind(IntEnum):
     PIPELINE = 0  # the static flows below; id says which
     GRE_PAIR = 1  # GRE rewrites of one (inside host, server, public address) pair
     GRE_KEY = 2  # server-to-client GRE of one (server, public address) via the controller
+    CONNECTION = 3  # the two flows of one answered control connection (id: its record's)
+
+
+class Meter(IntEnum):
+    """Meters on controller-bound flows (switch profiles with meters), one per class of
+    ``config.Rates``; new connections have one per switch port (NEW_CONNECTIONS + the
+    port's position among the gateway's ports), so a host flooding SYNs on one port uses
+    up its port's budget, not another's."""
+
+    ARP = 1
+    CONTROL = 2
+    GRE = 3
+    NEW_CONNECTIONS = 16
+
+
+def new_connections_meter(gateway: GatewayConfig, port: int) -> int:
+    return Meter.NEW_CONNECTIONS + (*gateway.inside_ports, *gateway.outside_ports).index(port)
+
+
+def meter_rates(gateway: GatewayConfig, rates: Rates) -> dict[int, int]:
+    meters = {int(Meter.ARP): rates.arp, int(Meter.CONTROL): rates.control,
+              int(Meter.GRE): rates.gre}
+    for port in (*gateway.inside_ports, *gateway.outside_ports):
+        meters[new_connections_meter(gateway, port)] = rates.new_connections
+    return meters
+
+
+def meter_mods(gateway: GatewayConfig, rates: Rates) -> list[Any]:
+    """Each meter set to its rate: a modification where it exists (a reconnect keeps the
+    meters and the flows using them), an addition where not; the switch refuses one of
+    the two, harmlessly."""
+    msgs = []
+    for command in (ofp.OFPMC_MODIFY, ofp.OFPMC_ADD):
+        for meter, rate in meter_rates(gateway, rates).items():
+            msgs.append(parser.OFPMeterMod(
+                None, command=command, flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
+                meter_id=meter, bands=[parser.OFPMeterBandDrop(rate=rate, burst_size=rate)]))
+    return msgs
+
+
+def to_controller(meter: int | None) -> list[Any]:
+    """Instructions sending the whole packet to the controller, through ``meter``."""
+    send = ofmsg.apply_actions([ofmsg.output_controller()])
+    return [send] if meter is None else [parser.OFPInstructionMeter(meter), send]
+
+
+def tracked_flows(conn: Conn, gateway_mac: str, metered: bool) -> list[Any]:
+    """An answered connection's segments, both ways, to the controller on the CONTROL
+    budget: a flood of new SYNs (and junk) at the generic flows cannot starve them."""
+    meter = Meter.CONTROL if metered else None
+    cookie_ = cookie(CookieKind.CONNECTION, conn.id)
+    tcp = {"eth_dst": gateway_mac, "eth_type": ofmsg.ETH_TYPE_IPV4,
+           "ip_proto": ofmsg.IP_PROTO_TCP}
+    (src, sport, dst, dport), (osrc, osport, odst, odport) = conn.inside_key, conn.outside_key
+    return [
+        ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_TRACKED, ofmsg.match(
+            **tcp, ipv4_src=str(src), ipv4_dst=str(dst), tcp_src=sport, tcp_dst=dport),
+            to_controller(meter), cookie_),
+        ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_TRACKED, ofmsg.match(
+            **tcp, ipv4_src=str(osrc), ipv4_dst=str(odst), tcp_src=osport, tcp_dst=odport),
+            to_controller(meter), cookie_),
+    ]
+
+
+def delete_tracked_flows(conn_id: int) -> Any:
+    return ofmsg.flow_delete(cookie(CookieKind.CONNECTION, conn_id), 0xFFFFFFFFFFFFFFFF,
+                             table_id=TABLE_CLASSIFY)
 
 
 class PipelineFlow(IntEnum):
@@ -86,15 +158,16 @@ def ours(cookie: int) -> bool:
     return cookie & COOKIE_TAG_MASK == COOKIE_TAG
 
 
-def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
-    """The classification pipeline for one gateway switch."""
-    to_controller = [ofmsg.apply_actions([ofmsg.output_controller()])]
+def static_flows(gateway: GatewayConfig, metered: bool = False) -> list[ofmsg.Message]:
+    """The classification pipeline for one gateway switch (``metered``: with the meters of
+    ``meter_mods`` on the flows to the controller)."""
+    to_controller_arp = to_controller(Meter.ARP if metered else None)
     routed = {"eth_dst": gateway.gateway_mac, "eth_type": ofmsg.ETH_TYPE_IPV4}
     tcp = {**routed, "ip_proto": ofmsg.IP_PROTO_TCP}
     arp_flows = [
         ofmsg.flow_add(TABLE_CLASSIFY, Priority.ARP,
                        ofmsg.match(eth_type=ofmsg.ETH_TYPE_ARP, arp_tpa=str(address)),
-                       to_controller, _pipeline_cookie(flow))
+                       to_controller_arp, _pipeline_cookie(flow))
         for flow, address in [(PipelineFlow.ARP_INSIDE, gateway.inside_address.ip),
                               *((PipelineFlow.ARP_PUBLIC, a) for a in gateway.public_addresses)]
     ]
@@ -103,12 +176,7 @@ def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
         ofmsg.flow_add(TABLE_CLASSIFY, Priority.DEFAULT, ofmsg.match(),
                        [ofmsg.goto_table(gateway.next_table)],
                        _pipeline_cookie(PipelineFlow.CLASSIFY_DEFAULT)),
-        ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_CONTROL,
-                       ofmsg.match(**tcp, tcp_dst=PPTP_PORT), to_controller,
-                       _pipeline_cookie(PipelineFlow.PPTP_TO_SERVER)),
-        ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_CONTROL,
-                       ofmsg.match(**tcp, tcp_src=PPTP_PORT), to_controller,
-                       _pipeline_cookie(PipelineFlow.PPTP_FROM_SERVER)),
+        *_control_flows(gateway, tcp, metered),
         ofmsg.flow_add(TABLE_CLASSIFY, Priority.GRE,
                        ofmsg.match(**routed, ip_proto=ofmsg.IP_PROTO_GRE),
                        [ofmsg.goto_table(TABLE_GRE)],
@@ -118,3 +186,22 @@ def static_flows(gateway: GatewayConfig) -> list[ofmsg.Message]:
                        _pipeline_cookie(PipelineFlow.GRE_UNMATCHED)),
     ]
 
+
+def _control_flows(gateway: GatewayConfig, tcp: dict[str, Any],
+                   metered: bool) -> list[ofmsg.Message]:
+    """TCP/1723 no tracked connection's flow takes: new connections (and junk). Metered,
+    one flow per port and direction, each on its port's meter."""
+    flows = []
+    for flow, field in ((PipelineFlow.PPTP_TO_SERVER, "tcp_dst"),
+                        (PipelineFlow.PPTP_FROM_SERVER, "tcp_src")):
+        if not metered:
+            flows.append(ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_CONTROL,
+                                        ofmsg.match(**tcp, **{field: PPTP_PORT}),
+                                        to_controller(None), _pipeline_cookie(flow)))
+            continue
+        for port in (*gateway.inside_ports, *gateway.outside_ports):
+            flows.append(ofmsg.flow_add(
+                TABLE_CLASSIFY, Priority.PPTP_CONTROL,
+                ofmsg.match(in_port=port, **tcp, **{field: PPTP_PORT}),
+                to_controller(new_connections_meter(gateway, port)), _pipeline_cookie(flow)))
+    return flows

@@ -102,6 +102,7 @@ class FakeSwitch:
     # refuse (what it holds counts, the drop flow too; replacing a flow is no addition).
     table_limits: dict[int, int] = field(default_factory=dict)
     refused: list[Any] = field(default_factory=list)
+    meters: dict[int, Any] = field(default_factory=dict)  # meter id -> its OFPMeterMod
 
     @classmethod
     def create(cls, config: GatewayConfig, clock: FakeClock,
@@ -163,6 +164,10 @@ class FakeSwitch:
             elif isinstance(msg, parser.OFPFlowMod) and self._table_full(msg):
                 self.refused.append(msg)  # the error reaches the controller after the batch
                 errors.append(msg.xid or 0)
+            elif isinstance(msg, parser.OFPMeterMod):
+                exists = msg.meter_id in self.meters
+                if (msg.command == ofp.OFPMC_ADD) != exists:  # the other one is refused
+                    self.meters[msg.meter_id] = msg
             elif isinstance(msg, parser.OFPFlowStatsRequest):
                 if msg.xid is not None:  # one the gateway waits for
                     self._apply(self.gateway.flow_stats(self.flow_entries(), msg.xid))

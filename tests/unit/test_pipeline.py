@@ -66,6 +66,8 @@ def describe(flow_mod: Any) -> dict[str, Any]:
         if isinstance(inst, parser.OFPInstructionGotoTable):
             target = inst.table_id
             actions.append("goto next_table" if target == GATEWAY.next_table else f"goto {target}")
+        elif isinstance(inst, parser.OFPInstructionMeter):
+            actions.append(f"meter {inst.meter_id}")
         else:
             actions.extend(describe_action(a) for a in inst.actions)
     return {
@@ -192,3 +194,20 @@ def test_reconnect_replaces_our_flows_and_keeps_foreign_ones(table):
     table.apply(pipeline.static_flows(GATEWAY))
     assert table.flow_count() == before == len(pipeline.PipelineFlow) + 1
     assert [f.cookie for f in table.flows(GATEWAY.next_table)] == [FOREIGN_COOKIE]
+
+
+def test_metered_pipeline_sends_every_controller_flow_through_a_meter():
+    metered = pipeline.static_flows(GATEWAY, metered=True)
+    to_controller = [f for f in metered if "controller" in describe(f)["actions"]]
+    assert to_controller and all(
+        isinstance(f.instructions[0], parser.OFPInstructionMeter) for f in to_controller)
+    ports = (*GATEWAY.inside_ports, *GATEWAY.outside_ports)
+    new = [f for f in to_controller if f.priority == pipeline.Priority.PPTP_CONTROL]
+    assert sorted((dict(f.match.items())["in_port"], f.instructions[0].meter_id)
+                  for f in new) == sorted(
+        (p, pipeline.new_connections_meter(GATEWAY, p)) for p in ports for _ in range(2))
+    assert {m.meter_id for m in pipeline.meter_mods(GATEWAY, config_from_dict(VALID).rates)} \
+        == {1, 2, 3, *(16 + i for i in range(len(ports)))}
+    assert REFERENCE["meters"] == {"arp": pipeline.Meter.ARP, "control": pipeline.Meter.CONTROL,
+                                   "gre": pipeline.Meter.GRE,
+                                   "new_connections_first": pipeline.Meter.NEW_CONNECTIONS}

@@ -304,7 +304,8 @@ def test_cold_start_removes_stale_flows_of_ours_and_only_ours(clock):
     switch.restart_controller()
     assert switch.gre_flows() == []
     assert [f.cookie for f in switch.table.flows(2)] == [0x1234]
-    assert switch.gateway.last_restore["flows_deleted"] == 2  # the pair's two rewrites
+    # the pair's two rewrites, the connection's two tracked flows
+    assert switch.gateway.last_restore["flows_deleted"] == 4
 
 
 def test_switch_that_forgot_its_flows_gets_them_back(clock):
