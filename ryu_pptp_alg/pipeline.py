@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Any, Final
 
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -86,28 +87,35 @@ def meter_mods(gateway: GatewayConfig, rates: Rates) -> list[Any]:
     return msgs
 
 
-def to_controller(meter: int | None) -> list[Any]:
-    """Instructions sending the whole packet to the controller, through ``meter``."""
+@lru_cache(maxsize=64)
+def _to_controller(meter: int | None) -> tuple[Any, ...]:
     send = ofmsg.apply_actions([ofmsg.output_controller()])
-    return [send] if meter is None else [parser.OFPInstructionMeter(meter), send]
+    return (send,) if meter is None else (parser.OFPInstructionMeter(meter), send)
+
+
+def to_controller(meter: int | None) -> list[Any]:
+    """Instructions sending the whole packet to the controller, through ``meter``
+    (made once per meter and shared: instructions are never changed once built)."""
+    return list(_to_controller(meter))
 
 
 def tracked_flows(conn: Conn, gateway_mac: str, metered: bool) -> list[Any]:
     """An answered connection's segments, both ways, to the controller on the CONTROL
     budget: a flood of new SYNs (and junk) at the generic flows cannot starve them."""
-    meter = Meter.CONTROL if metered else None
+    instructions = to_controller(Meter.CONTROL if metered else None)
     cookie_ = cookie(CookieKind.CONNECTION, conn.id)
-    tcp = {"eth_dst": gateway_mac, "eth_type": ofmsg.ETH_TYPE_IPV4,
-           "ip_proto": ofmsg.IP_PROTO_TCP}
-    (src, sport, dst, dport), (osrc, osport, odst, odport) = conn.inside_key, conn.outside_key
-    return [
-        ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_TRACKED, ofmsg.match(
-            **tcp, ipv4_src=str(src), ipv4_dst=str(dst), tcp_src=sport, tcp_dst=dport),
-            to_controller(meter), cookie_),
-        ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_TRACKED, ofmsg.match(
-            **tcp, ipv4_src=str(osrc), ipv4_dst=str(odst), tcp_src=osport, tcp_dst=odport),
-            to_controller(meter), cookie_),
-    ]
+    return [ofmsg.flow_add(TABLE_CLASSIFY, Priority.PPTP_TRACKED,
+                           _tcp_match(gateway_mac, *key), instructions, cookie_)
+            for key in (conn.inside_key, conn.outside_key)]
+
+
+def _tcp_match(gateway_mac: str, src: Any, sport: int, dst: Any,
+               dport: int) -> parser.OFPMatch:
+    # Fields already in OXM order and normal form: skips Ryu's slow normalisation.
+    return parser.OFPMatch(_ordered_fields=[
+        ("eth_dst", gateway_mac), ("eth_type", ofmsg.ETH_TYPE_IPV4),
+        ("ip_proto", ofmsg.IP_PROTO_TCP), ("ipv4_src", str(src)), ("ipv4_dst", str(dst)),
+        ("tcp_src", sport), ("tcp_dst", dport)])
 
 
 def delete_tracked_flows(conn_id: int) -> Any:
