@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ryu.ofproto.ofproto_v1_3 import OFPFC_ADD
+from ryu.ofproto.ofproto_v1_3_parser import OFPBarrierRequest, OFPFlowMod
+
 from ryu_pptp_alg import ofmsg
 
 
@@ -45,6 +48,26 @@ class Fence:
         else:
             msgs.extend(out)
         return msgs
+
+    def sequence(self, msgs: list[Any]) -> list[Any]:
+        """A switch that may reorder between barriers gets one between a flow addition and
+        a later deletion in one batch (a call set up and torn down by one segment, say):
+        else the deletion could run first and the addition outlive its call."""
+        if not self.fenced or len(msgs) < 2:
+            return msgs
+        out: list[Any] = []
+        added = False
+        for msg in msgs:
+            command = getattr(msg, "command", None) if type(msg) is OFPFlowMod else None
+            if command == OFPFC_ADD:
+                added = True
+            elif command is not None and added:
+                out.append(ofmsg.barrier())
+                added = False
+            elif type(msg) is OFPBarrierRequest:
+                added = False
+            out.append(msg)
+        return out
 
     def barrier_reply(self, xid: int) -> list[Any]:
         conn_id = self.held.pop(xid, None)

@@ -224,6 +224,9 @@ class Gateway:
         return [*adds, *changes.deletes, ofmsg.barrier()]
 
     def error(self, xid: int, err_type: int, code: int) -> list[Any]:
+        return self.fence.sequence(self._error(xid, err_type, code))
+
+    def _error(self, xid: int, err_type: int, code: int) -> list[Any]:
         """The switch refused a message of ours. A GRE flow's refusal reaches the calls it
         was for: they fall back to the controller path where that can carry them, or are
         reported refused (``path``), counted."""
@@ -242,6 +245,9 @@ class Gateway:
     # --- packet-in -----------------------------------------------------------------------
 
     def packet_in(self, in_port: int, data: bytes, cookie: int) -> list[Any]:
+        return self.fence.sequence(self._packet_in(in_port, data, cookie))
+
+    def _packet_in(self, in_port: int, data: bytes, cookie: int) -> list[Any]:
         """A packet the pipeline sent to the controller."""
         self.counters["packet_in"] += 1
         if not self.metered:
@@ -290,8 +296,9 @@ class Gateway:
             opening = tcp.has(TCP_SYN) and not tcp.flags & (TCP_ACK | TCP_RST) \
                 and tcp.dst_port == pptp.PPTP_PORT
             if opening and from_inside:
-                if ip.dst in self.inside_network:  # no hairpin NAT: not ours to carry
-                    return msgs + self._drop("tcp_inside_to_inside", "%s -> %s", ip.src,
+                if ip.dst in self.inside_network or ip.dst in self.public_addresses:
+                    # No hairpin NAT: not ours to carry (nor to the gateway's own addresses)
+                    return msgs + self._drop("tcp_hairpin", "%s -> %s", ip.src,
                                              ip.dst)
                 admitted = self._admit(ip.src)
                 if admitted is None:
@@ -316,9 +323,9 @@ class Gateway:
         from_client = from_inside != conn.inbound  # the PNS's side of the connection
         if tcp.has(TCP_SYN):
             self._start_stream(conn, tcp, from_client)
-        if not from_client and conn.id in self.state.idx.unanswered:
-            self.state.answered(conn)  # its segments get flows (and a budget) of their own
-            msgs.extend(pipeline.tracked_flows(conn, self.mac, self.metered))
+            if not from_client and conn.id in self.state.idx.unanswered:
+                self.state.answered(conn)  # its segments get flows (a budget) of their own
+                msgs.extend(pipeline.tracked_flows(conn, self.mac, self.metered))
         rewritten = self._rewrite(conn, tcp, from_client)
         if rewritten is None:  # the connection could not be picked up again
             return msgs + self._reset(conn, ip, tcp, from_inside, now)
@@ -620,6 +627,9 @@ class Gateway:
     # --- switch feedback and time --------------------------------------------------------
 
     def flow_removed(self, cookie: int, reason: int, packets: int, octets: int) -> list[Any]:
+        return self.fence.sequence(self._flow_removed(cookie, reason, packets, octets))
+
+    def _flow_removed(self, cookie: int, reason: int, packets: int, octets: int) -> list[Any]:
         pair = self.paths.pair_by_cookie(cookie)
         if pair is None:
             return []
@@ -668,6 +678,9 @@ class Gateway:
                 pair.inward_packets, pair.inward_bytes = entry.packets, entry.bytes
 
     def tick(self) -> list[Any]:
+        return self.fence.sequence(self._tick())
+
+    def _tick(self) -> list[Any]:
         """Timeouts, ARP retries and statistics requests; call about once a second."""
         now = self.clock()
         msgs = self.neighbours.tick(now)
@@ -743,6 +756,9 @@ class Gateway:
         self.log.info("port forward %s -> %s added", forward.public, forward.inside)
 
     def remove_forward(self, public: IPv4Address) -> list[Any]:
+        return self.fence.sequence(self._remove_forward(public))
+
+    def _remove_forward(self, public: IPv4Address) -> list[Any]:
         """Stop forwarding ``public``; its control connections and calls are torn down."""
         if public not in self.forwards:
             raise KeyError(public)

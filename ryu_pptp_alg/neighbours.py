@@ -72,6 +72,7 @@ class Neighbours:
         self._inside_ports = frozenset(sides["inside"].ports) if "inside" in sides \
             else frozenset()
         self._known_ports = frozenset(p for side in sides.values() for p in side.ports)
+        self._own = frozenset(a for side in sides.values() for a in side.addresses)
         self.table: dict[IPv4Address, Hop] = {}
         self.pending: dict[IPv4Address, _Pending] = {}
         self.counters: Counter[str] = Counter()
@@ -82,7 +83,7 @@ class Neighbours:
     def learn(self, address: IPv4Address, mac: str, port: int) -> list[Any]:
         """Record a neighbour seen on the side it belongs to; returns messages for packets
         that were waiting for it."""
-        if port not in self._known_ports or (
+        if port not in self._known_ports or address in self._own or (
                 self.inside is not None
                 and (address in self.inside) != (port in self._inside_ports)):
             self.counters["neighbour_wrong_side"] += 1

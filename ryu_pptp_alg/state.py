@@ -18,7 +18,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ryu_pptp_alg import records as rec
-from ryu_pptp_alg.records import Call, CallState, Conn, ConnState, Pair
+from ryu_pptp_alg.records import Call, CallState, Conn, Pair
 
 Key = tuple[IPv4Address, IPv4Address]  # (outside host, public address)
 ConnKey = tuple[IPv4Address, int, IPv4Address, int]
@@ -312,7 +312,7 @@ class GatewayState:
         idx.by_inside[conn.inside_key] = conn
         idx.by_outside[conn.outside_key] = conn
         idx.client_conns[conn.client_ip] = idx.client_conns.get(conn.client_ip, 0) + 1
-        if conn.to_client is None and conn.state == ConnState.CONNECTING:
+        if conn.to_client is None:  # no SYN-ACK yet
             idx.unanswered[conn.id] = conn
         if not conn.inbound:
             client = (conn.client_ip, conn.server_ip)

@@ -144,7 +144,9 @@ class FakeSwitch:
         assert not problems, "\n".join(problems)
 
     def _apply(self, msgs: list[Any]) -> None:
-        errors: list[int] = []
+        """Execute a batch; the switch's answers (errors, barrier replies) reach the
+        gateway in order once the batch is done: never ahead of what was already sent."""
+        answers: list[tuple[str, int]] = []
         for msg in self._execution_order(msgs):
             self.messages.append(msg)
             assert_same_wire(msg)  # what app.py would send is what Ryu would
@@ -153,17 +155,15 @@ class FakeSwitch:
                     port = msg.in_port if action.port == ofp.OFPP_IN_PORT else action.port
                     self.wire.append(Sent(port, bytes(msg.data), frame_fields(msg.data, port)))
             elif isinstance(msg, parser.OFPBarrierRequest):
-                self._refuse(errors)  # errors of what came before go out before its reply
-                errors = []
                 if msg.xid is None:
                     continue  # an ordering barrier nobody waits for
                 if self.hold_barriers:
                     self.pending_barriers.append(msg.xid)
                 else:
-                    self._apply(self.gateway.barrier_reply(msg.xid))
+                    answers.append(("barrier", msg.xid))
             elif isinstance(msg, parser.OFPFlowMod) and self._table_full(msg):
-                self.refused.append(msg)  # the error reaches the controller after the batch
-                errors.append(msg.xid or 0)
+                self.refused.append(msg)
+                answers.append(("error", msg.xid or 0))
             elif isinstance(msg, parser.OFPMeterMod):
                 exists = msg.meter_id in self.meters
                 if (msg.command == ofp.OFPMC_ADD) != exists:  # the other one is refused
@@ -173,12 +173,12 @@ class FakeSwitch:
                     self._apply(self.gateway.flow_stats(self.flow_entries(), msg.xid))
             else:
                 self.table.apply([msg])
-        self._refuse(errors)
-
-    def _refuse(self, xids: list[int]) -> None:
-        for xid in xids:
-            self._apply(self.gateway.error(xid, ofp.OFPET_FLOW_MOD_FAILED,
-                                           ofp.OFPFMFC_TABLE_FULL))
+        for kind, xid in answers:
+            if kind == "error":
+                self._apply(self.gateway.error(xid, ofp.OFPET_FLOW_MOD_FAILED,
+                                               ofp.OFPFMFC_TABLE_FULL))
+            else:
+                self._apply(self.gateway.barrier_reply(xid))
 
     def _table_full(self, msg: Any) -> bool:
         limit = self.table_limits.get(msg.table_id)

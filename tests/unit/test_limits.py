@@ -103,7 +103,7 @@ def test_syn_to_an_inside_host_through_the_gateway_is_not_natted_back_inside(clo
     inside_peer = Host("02:00:00:00:00:12", IPv4Address("10.0.0.12"), GW_MAC)
     client = TcpEnd(CLIENTS[1], 40000, inside_peer.ip, 1723, 1000)
     assert switch.send(1, client.segment(fr.TCP_SYN)) == []
-    assert switch.gateway.counters["tcp_inside_to_inside"] == 1
+    assert switch.gateway.counters["tcp_hairpin"] == 1
     assert switch.gateway.sessions() == []
 
 
@@ -185,3 +185,23 @@ def test_calls_past_the_caps_are_counted_and_get_no_flows(clock):
     other.call(9, 0x90)
     other.call(10, 0x91)  # the third call in all: past max_calls
     assert len(switch.gateway.state.calls) == 3
+
+
+def test_syn_to_the_gateways_own_public_address_from_inside_is_not_natted(clock):
+    """Found by the fuzzer: it went out NATed, to the gateway's own address."""
+    switch = capped_switch(clock, Limits())
+    client = TcpEnd(CLIENTS[1], 40000, PUBLIC, 1723, 1000)
+    assert switch.send(1, client.segment(fr.TCP_SYN)) == []
+    assert switch.gateway.counters["tcp_hairpin"] == 1 and switch.gateway.sessions() == []
+
+
+def test_data_before_the_servers_answer_keeps_the_connection_unanswered(clock):
+    """Found by the fuzzer: a request before the SYN-ACK moved the state on and the
+    unanswered index lost the connection (the fake switch's index check caught it)."""
+    switch = capped_switch(clock, Limits())
+    client = TcpEnd(CLIENTS[1], 40000, SERVER_IP, 1723, 1000)
+    switch.send(1, client.segment(fr.TCP_SYN))
+    switch.send(1, client.message(pptp.StartControlConnectionRequest()))
+    assert list(switch.gateway.state.idx.unanswered) == [1]
+    switch.tick(clock, TIMEOUTS.unanswered)
+    assert switch.gateway.sessions() == []

@@ -62,3 +62,11 @@ def test_the_gateway_ignores_a_spoofed_inside_source_from_outside(clock):
     spoof = Host("02:00:00:00:00:66", CLIENTS[1].ip, GW_MAC)
     switch.send(OUTSIDE, spoof.arp_request(PUBLIC))
     assert CLIENTS[1].ip not in switch.gateway.neighbours.table
+
+
+def test_the_gateways_own_addresses_are_never_learned():
+    """Found by the fuzzer: an ARP claiming the gateway's LAN address was learned."""
+    table = neighbours()
+    table.learn(IPv4Address("10.0.0.1"), "02:00:00:00:00:13", 1)
+    table.learn(PUBLIC, "02:00:00:00:00:13", 3)
+    assert table.table == {} and table.counters["neighbour_wrong_side"] == 2

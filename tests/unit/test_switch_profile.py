@@ -109,7 +109,10 @@ def test_openflow_profile_sends_a_barrier_per_flow_change(clock):
     start = len(switch.messages)
     place_call(switch)
     barriers = [m for m in switch.messages[start:] if isinstance(m, parser.OFPBarrierRequest)]
-    assert len(barriers) == 2  # before the request, and the one the reply waits for
+    # Before the request; between the reply's flow additions and the deletion of the
+    # via-controller flow they replace (else a reordering switch could delete first and
+    # drop GRE meanwhile); and the one the reply waits for.
+    assert len(barriers) == 3
 
 
 @pytest.mark.parametrize("profile,reorder", [("openflow", True), ("ovs", False)])
@@ -125,4 +128,25 @@ def test_inbound_reply_also_follows_its_flows(clock, profile, reorder):
         CMT.OUTGOING_CALL_REQUEST: {Priority.GRE_VIA_CONTROLLER},
         CMT.OUTGOING_CALL_REPLY: {Priority.GRE_VIA_CONTROLLER, Priority.GRE_PAIR}}
     barriers = [m for m in switch.messages if isinstance(m, parser.OFPBarrierRequest)]
-    assert len(barriers) == (1 if profile == "ovs" else 3)  # the pipeline's own, at connect
+    # The pipeline's own, at connect; openflow adds the request's, the reply's, and the one
+    # between the reply's flow additions and the deletion they replace.
+    assert len(barriers) == (1 if profile == "ovs" else 4)
+
+
+def test_flows_added_and_deleted_in_one_batch_leave_none_on_a_reordering_switch(clock):
+    """Found by the fuzzer: two clients share a key; both control connections go idle in
+    one tick. The first's teardown makes the second's pair fast (its inward rewrite is
+    added), the second's teardown deletes its flows, in one batch: run last-first, the
+    addition outlived its call."""
+    timeouts = dataclasses.replace(TIMEOUTS, gre_idle=600, control_idle=100)
+    switch = FakeSwitch.create(with_profile(gateway_config(), "openflow"), clock, timeouts)
+    switch.reorder = True
+    switch.send(OUTSIDE, SERVER.arp_request(PUBLIC))
+    for port, server_id in ((1, 0x80), (2, 0x90)):
+        peers = Peers(switch, port)
+        peers.start()
+        peers.call(7 + port, server_id)
+    assert switch.gre_flows()
+    switch.tick(clock, timeouts.control_idle)
+    assert switch.gateway.state.pairs == {}
+    assert switch.gre_flows() == []
