@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ryu_pptp_alg import ofmsg
-from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward
+from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward, shown
 from ryu_pptp_alg.flowtable import FlowEntry
 from ryu_pptp_alg.gateway import Clock, Gateway
 from ryu_pptp_alg.store import StateStore, StoreError
@@ -175,10 +175,14 @@ class Alg:
 
     def _owner(self, public_text: Any, dpid: int | None) -> tuple[Gateway, IPv4Address]:
         """The gateway for a public address: the given dpid's, or the one that owns it."""
+        if not isinstance(public_text, str):  # (ipaddress would quote it whole)
+            raise RequestError(400, f"public: expected an IPv4 address, got "
+                                    f"{type(public_text).__name__} {shown(public_text)}")
         try:
             public = IPv4Address(public_text)
         except ValueError:
-            raise RequestError(400, f"public: {public_text!r} is not an IPv4 address") from None
+            raise RequestError(
+                400, f"public: {shown(public_text)} is not an IPv4 address") from None
         if dpid is not None:
             try:
                 return self.gateway(dpid), public
@@ -195,7 +199,7 @@ class Alg:
             raise RequestError(400, "expected a JSON object {\"public\": ..., \"inside\": ...}")
         unknown = set(body) - {"public", "inside", "dpid"}
         if unknown:
-            raise RequestError(400, f"unknown key {sorted(unknown)[0]!r}")
+            raise RequestError(400, f"unknown key {shown(sorted(unknown)[0])}")
         for key in ("public", "inside"):
             if key not in body:
                 raise RequestError(400, f"{key}: missing")
@@ -224,7 +228,7 @@ class Alg:
             try:
                 public = IPv4Address(public_text)
             except ValueError:
-                raise RequestError(400, f"{public_text!r} is not an IPv4 address") from None
+                raise RequestError(400, f"{shown(public_text)} is not an IPv4 address") from None
             owners = [g for g in self.gateways.values() if public in g.forwards]
             if not owners:
                 raise RequestError(404, f"{public} is not forwarded")

@@ -7,6 +7,7 @@ what is wrong with it, so an operator can fix the file from the message alone.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -214,6 +215,8 @@ def parse_config(text: str) -> AlgConfig:
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError("", f"not valid YAML: {err}") from err
+    except RecursionError:
+        raise ConfigError("", "not YAML we take: nested too deeply") from None
     return config_from_dict(document)
 
 
@@ -271,12 +274,12 @@ def _state(value: Any) -> StateConfig:
     backend = fields.get("backend", StateBackend.FILE.value)
     if not isinstance(backend, str) or backend not in set(StateBackend):
         raise ConfigError("state.backend",
-                          f"{backend!r} is not one of {', '.join(map(str, StateBackend))}")
+                          f"{shown(backend)} is not one of {', '.join(map(str, StateBackend))}")
     path = fields.get("path", str(DEFAULT_STATE_PATH))
     if not isinstance(path, str) or not path.strip():
         raise ConfigError("state.path", f"expected a file path, got {_describe(path)}")
     if path.endswith("/"):
-        raise ConfigError("state.path", f"{path!r} names a directory; name the file in it, "
+        raise ConfigError("state.path", f"{shown(path)} names a directory; name the file in it, "
                                         f"e.g. {path}{DEFAULT_STATE_PATH.name}")
     interval = fields.get("fsync_interval", 1.0)
     if isinstance(interval, bool) or not isinstance(interval, int | float):
@@ -316,17 +319,17 @@ def _gateway(entry: Any, key: str) -> GatewayConfig:
                       DEFAULT_NEXT_TABLE, 254)
     name = fields.get("name", "")
     if not isinstance(name, str):
-        raise ConfigError(f"{key}.name", f"expected a string, got {name!r}")
+        raise ConfigError(f"{key}.name", f"expected a string, got {shown(name)}")
     gateway_mac = fields.get("gateway_mac", "")
     if gateway_mac:
         if not isinstance(gateway_mac, str) or not MAC_RE.match(gateway_mac.lower()):
-            raise ConfigError(f"{key}.gateway_mac", f"{gateway_mac!r} is not a MAC address")
+            raise ConfigError(f"{key}.gateway_mac", f"{shown(gateway_mac)} is not a MAC address")
         if int(gateway_mac[:2], 16) & 1:
             raise ConfigError(f"{key}.gateway_mac", f"{gateway_mac} is a multicast address")
     profile = fields.get("switch_profile", SwitchProfile.OPENFLOW.value)
     if not isinstance(profile, str) or profile not in set(SwitchProfile):
         raise ConfigError(f"{key}.switch_profile",
-                          f"{profile!r} is not one of {', '.join(map(str, SwitchProfile))}")
+                          f"{shown(profile)} is not one of {', '.join(map(str, SwitchProfile))}")
     return GatewayConfig(
         dpid=_dpid(fields["dpid"], f"{key}.dpid"),
         inside_ports=inside_ports,
@@ -404,7 +407,7 @@ def _dpid(value: Any, key: str) -> int:
         try:
             value = int(value, 16) if value.lower().startswith("0x") else int(value)
         except ValueError as err:
-            raise ConfigError(key, f"{value!r} is not an integer or 0x-prefixed hex") from err
+            raise ConfigError(key, f"{shown(value)} is not an integer or 0x-prefixed hex") from err
     return _int(value, key, 1, MAX_DPID)
 
 
@@ -424,7 +427,7 @@ def _parsed(parse: Callable[[str], T], value: Any, key: str, what: str) -> T:
     try:
         return parse(value)
     except ValueError as err:
-        raise ConfigError(key, f"{value!r} is not {what}") from err
+        raise ConfigError(key, f"{shown(value)} is not {what}") from err
 
 
 def _address(value: Any, key: str) -> IPv4Address:
@@ -433,7 +436,7 @@ def _address(value: Any, key: str) -> IPv4Address:
 
 def _interface(value: Any, key: str) -> IPv4Interface:
     if isinstance(value, str) and "/" not in value:
-        raise ConfigError(key, f"{value!r} needs a prefix length, e.g. 10.0.0.1/24")
+        raise ConfigError(key, f"{shown(value)} needs a prefix length, e.g. 10.0.0.1/24")
     interface = _parsed(IPv4Interface, value, key, "an IPv4 address with prefix")
     if interface.ip in (interface.network.network_address, interface.network.broadcast_address) \
             and interface.network.prefixlen < 31:
@@ -451,10 +454,19 @@ def _address_list(value: Any, key: str) -> tuple[IPv4Address, ...]:
     return addresses
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A value as error messages quote it: bounded, however large or deep it is."""
+    return _SHOWN.repr(value)
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 __all__ = [

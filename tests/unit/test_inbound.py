@@ -173,3 +173,11 @@ def test_outbound_clients_avoid_forwarded_addresses(switch):
     peers = Peers(switch, 2)
     assert peers.public[0] == PUBLIC2
     assert CLIENTS[2].ip != SERVER.ip
+
+
+def test_a_lan_source_arriving_from_outside_is_dropped(switch):
+    spoof = Host("02:00:00:00:00:66", IPv4Address("10.0.0.77"), PEER.gateway_mac)
+    client = TcpEnd(spoof, 50000, PUBLIC, 1723, 7000)
+    assert switch.send(OUTSIDE, client.segment(fr.TCP_SYN)) == []
+    assert switch.gateway.counters["spoofed_source"] == 1
+    assert switch.gateway.sessions() == []

@@ -157,3 +157,12 @@ def test_a_body_nested_too_deeply_is_a_clear_400(app):
 def test_unknown_paths_and_methods_answer_json(app, method, path, status, fragment):
     code, answer = call(app, method, path)
     assert code == status and fragment in answer["error"]
+
+
+def test_a_deeply_nested_value_is_a_clear_400_not_a_recursion(app):
+    nested: object = "203.0.113.2"
+    for _ in range(5000):
+        nested = [nested]
+    body = json.dumps({"public": nested, "inside": "10.0.0.11"}).encode()
+    code, answer = call(app, "POST", "/pptp/forwards", body)
+    assert code == 400 and "public: expected an IPv4 address" in answer["error"]
