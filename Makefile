@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench lint unit compile clean
+.PHONY: setup test demo bench lint unit compile clean fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,13 @@ demo: setup
 
 bench: setup
 	$(PY) bench/all.py $(BENCH_ARGS)
+
+# Every fuzz target, 1,000,000+ inputs on one core, about an hour (docs/fuzzing.md). The
+# smallest input of each finding goes to FUZZ_CRASHES; FUZZ_ARGS=--scale 0.01 for a taste.
+FUZZ_CRASHES ?= /tmp/ryu-pptp-alg-fuzz/crashes
+fuzz: setup
+	$(PY) -m tests.fuzz install
+	$(PY) -m tests.fuzz campaign --crashes $(FUZZ_CRASHES) $(FUZZ_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -587,6 +587,14 @@ class Gateway:
 
     def _call_requested(self, conn: Conn, call: rec.Call) -> list[Any]:
         self.counters["calls_requested"] += 1
+        conflict = self.paths.outward_conflict(conn)
+        if conflict is not None:
+            self.counters["gre_pair_conflict"] += 1
+            self.log.warning("%s: call %d: %s already talks GRE to %s through %s: the switch "
+                             "cannot tell the two apart, no GRE flows", describe(conn),
+                             call.client_call_id, conn.inside[0], conn.outside[0],
+                             conflict.public_ip)
+            return []
         to_inside = self.neighbours.lookup(conn.inside[0])
         to_outside = self.neighbours.lookup(self._next_hop(conn.outside[0]))
         msgs = self.paths.call_requested(conn, call, to_inside, to_outside)

@@ -138,6 +138,17 @@ class GrePaths:
         state.link_pair(call, pair)
         return self.reconcile(pair.key)
 
+    def outward_conflict(self, conn: Conn) -> Pair | None:
+        """Another public address's pair between the same two hosts: outward GRE is told
+        apart by (inside, outside) alone, so the two cannot both be in the switch."""
+        inside, outside = conn.inside[0], conn.outside[0]
+        for public in self._public_index:
+            if public != conn.public_ip:
+                pair = self.state.pair_at(inside, (outside, public))
+                if pair is not None:
+                    return pair
+        return None
+
     def call_established(self, call: Call) -> list[Any]:
         pair = self.state.pair_of(call)
         if pair is None:
@@ -229,6 +240,8 @@ class GrePaths:
     # --- reading -----------------------------------------------------------------------------
 
     def path(self, call: Call) -> Path:
+        if call.pair is None:  # no GRE flows at all: it carries nothing
+            return Path.REFUSED
         if call.pair is not None:
             pair = self.state.pairs[call.pair]
             if pair.refused & (rec.REFUSED_OUTWARD | rec.REFUSED_CONTROLLER):

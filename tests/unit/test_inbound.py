@@ -181,3 +181,25 @@ def test_a_lan_source_arriving_from_outside_is_dropped(switch):
     assert switch.send(OUTSIDE, client.segment(fr.TCP_SYN)) == []
     assert switch.gateway.counters["spoofed_source"] == 1
     assert switch.gateway.sessions() == []
+
+
+def test_a_second_gre_pair_between_the_same_two_hosts_is_refused_not_clobbered(switch):
+    """Found by the fuzzer: the forward's server also calls out to the same outside host
+    through another public address; outward GRE is matched by the two hosts alone, so the
+    second pair's flow replaced the first's. The second call is refused instead."""
+    link = Inbound(switch)
+    link.start()
+    link.from_peer(pptp.OutgoingCallRequest(call_id=0x31))
+    link.from_server(pptp.OutgoingCallReply(call_id=0x80, peer_call_id=0x31))
+    out = TcpEnd(SERVER, 40000, PEER.ip, 1723, 100)
+    (syn,) = switch.send(SERVER_PORT, out.segment(fr.TCP_SYN))
+    ip, tcp = tcp_of(syn)
+    assert ip.src == PUBLIC2
+    back = TcpEnd(PEER, 1723, PUBLIC2, tcp.src_port, 900, tcp.seq + 1)
+    switch.send(OUTSIDE, back.segment(fr.TCP_SYN | fr.TCP_ACK))
+    switch.send(SERVER_PORT, out.message(pptp.OutgoingCallRequest(call_id=0x55)))
+    assert switch.gateway.counters["gre_pair_conflict"] == 1
+    paths = {s["direction"]: [c["path"] for c in s["calls"]] for s in switch.gateway.sessions()}
+    assert paths == {"inbound": ["fast"], "outbound": ["refused"]}
+    (outward,) = switch.send(SERVER_PORT, SERVER.gre(PEER.ip, 0x31))
+    assert outward.fields["ipv4_src"] == str(PUBLIC)  # the first pair's flow stands
