@@ -161,9 +161,6 @@ def test_a_teardown_batch_leaves_no_flow_on_a_reordering_switch(clock: FakeClock
     assert switch.gre_flows() == []
 
 
-@xfail("two GRE pairs with the same inside and outside hosts through different public "
-       "addresses share one outward match (pairs.py outward_flow): the newer pair's flow "
-       "replaces the older's, and deleting it leaves the older pair's calls no outward path")
 def test_an_inbound_and_an_outbound_call_between_the_same_hosts_keep_their_paths(
         clock: FakeClock) -> None:
     switch = gateway(clock)
