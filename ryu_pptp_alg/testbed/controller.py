@@ -159,8 +159,8 @@ class Controller:
             return False
         return True
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+    def get(self, path: str, timeout: float = 5) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
             return json.load(response)
 
     def gateway_connected(self, dpid: int) -> bool:
