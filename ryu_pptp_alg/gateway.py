@@ -16,6 +16,7 @@ the state store before the event's messages leave, so a restart loses no call.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -230,6 +231,9 @@ class Gateway:
         """The switch refused a message of ours. A GRE flow's refusal reaches the calls it
         was for: they fall back to the controller path where that can carry them, or are
         reported refused (``path``), counted."""
+        if err_type == ofp.OFPET_METER_MOD_FAILED:  # the modify-then-add at connect: one of
+            self.counters["meter_mods_refused"] += 1  # the two is refused by design
+            return []
         self.counters["openflow_errors"] += 1
         msgs = self.paths.refused_xid(xid)
         if msgs is None:
@@ -817,6 +821,9 @@ class Gateway:
             "gre_pairs": len(self.state.pairs),
             "counters": dict(sorted((self.counters + self.neighbours.counters).items())),
             "switch_counters": dict(sorted(self.switch_counters.items())),
+            "limits": dataclasses.asdict(self.limits),
+            "rates": dataclasses.asdict(self.rates),
+            "meters": self.metered,
             "last_restore": self.last_restore,
             "last_flow_sync": self.last_sync,
         }
