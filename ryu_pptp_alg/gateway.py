@@ -841,7 +841,7 @@ def _answered(conn: Conn) -> bool:
     return conn.to_client is not None
 
 
-_RATE_CLASSES = {
+_RATE_CLASSES: dict[int, str] = {
     pipeline.PipelineFlow.ARP_INSIDE: "arp", pipeline.PipelineFlow.ARP_PUBLIC: "arp",
     pipeline.PipelineFlow.PPTP_TO_SERVER: "new_connections",
     pipeline.PipelineFlow.PPTP_FROM_SERVER: "new_connections"}
@@ -853,8 +853,7 @@ def _rate_class(cookie: int) -> str | None:
     if decoded is None:
         return None
     if decoded.kind == pipeline.CookieKind.PIPELINE:
-        return _RATE_CLASSES.get(pipeline.PipelineFlow(decoded.ident)) \
-            if decoded.ident in _RATE_CLASSES else None
+        return _RATE_CLASSES.get(decoded.ident)
     if decoded.kind == pipeline.CookieKind.CONNECTION:
         return "control"
     if decoded.kind == pipeline.CookieKind.GRE_KEY:

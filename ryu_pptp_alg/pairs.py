@@ -242,13 +242,12 @@ class GrePaths:
     def path(self, call: Call) -> Path:
         if call.pair is None:  # no GRE flows at all: it carries nothing
             return Path.REFUSED
-        if call.pair is not None:
-            pair = self.state.pairs[call.pair]
-            if pair.refused & (rec.REFUSED_OUTWARD | rec.REFUSED_CONTROLLER):
-                return Path.REFUSED
-            if call.state == CallState.ESTABLISHED \
-                    and self.state.idx.key_flows.get(pair.key) == pair.id:
-                return Path.FAST
+        pair = self.state.pairs[call.pair]
+        if pair.refused & (rec.REFUSED_OUTWARD | rec.REFUSED_CONTROLLER):
+            return Path.REFUSED
+        if call.state == CallState.ESTABLISHED \
+                and self.state.idx.key_flows.get(pair.key) == pair.id:
+            return Path.FAST
         return Path.SLOW
 
     def track(self, msg: Any) -> Any:

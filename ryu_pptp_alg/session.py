@@ -20,6 +20,8 @@ from typing import Any
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.config import Limits
 from ryu_pptp_alg.records import (
+    CALL,
+    CONN,
     Call,
     CallState,
     Conn,
@@ -164,11 +166,11 @@ class Tracker:
 
     def _set_state(self, conn: Conn, state: ConnState) -> None:
         conn.state = state
-        self.state.touch_lazy("conn", conn.id)
+        self.state.touch_lazy(CONN, conn.id)
 
     def _set_call_state(self, call: Call, state: CallState) -> None:
         call.state = state
-        self.state.touch("call", call.id)
+        self.state.touch(CALL, call.id)
 
     def _close(self, call: Call | None) -> list[Event]:
         if call is None or call.state == CallState.CLOSED:
