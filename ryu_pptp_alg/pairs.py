@@ -108,7 +108,7 @@ class GrePaths:
         # Flow additions sent, by xid, so that a refusal from the switch finds its flow
         # (cookie and match); the latest only: a switch answers at once.
         self._xid = xid
-        self.sent: dict[int, tuple[int, Any]] = {}
+        self.sent: dict[int, tuple[int, str]] = {}  # xid -> (cookie, the match's source)
         self.mac = gateway_mac
         self.idle_timeout = idle_timeout
         # A key's cookie is derived from its addresses: (public address's position, outside
@@ -254,7 +254,9 @@ class GrePaths:
         """Give a flow addition an xid of ours and remember it, for refusals."""
         if self._xid is not None:
             msg.xid = xid = self._xid()
-            self.sent[xid] = (msg.cookie, msg.match)
+            # The source address tells a pair's two rewrites apart; the match object itself
+            # is large and must not be kept alive here.
+            self.sent[xid] = (msg.cookie, str(msg.match.get("ipv4_src", "")))
             if len(self.sent) > 4096:
                 del self.sent[next(iter(self.sent))]
         return msg
@@ -264,8 +266,8 @@ class GrePaths:
         sent = self.sent.pop(xid, None)
         if sent is None:
             return None
-        cookie, match = sent
-        return self.refused(cookie, tuple(match.items()))
+        cookie, source = sent
+        return self.refused(cookie, (("ipv4_src", source),))
 
     def refused(self, cookie: int, match: tuple[tuple[str, Any], ...]) -> list[Any]:
         """The switch refused to add a flow of ours: the pairs it leaves without a path
