@@ -291,8 +291,9 @@ class Gateway:
         if not from_inside and in_port not in self.outside_ports:
             return self._drop("tcp_unhandled", "TCP on port %d, neither side", in_port)
         msgs: list[Any] = []
-        if not from_inside and ip.src in self.inside_network:  # spoofed: a LAN source
-            return self._drop("spoofed_source", "%s on outside port %d", ip.src, in_port)
+        if from_inside != (ip.src in self.inside_network):  # spoofed: the wrong side's
+            return self._drop("spoofed_source", "%s on %s port %d", ip.src,
+                              "inside" if from_inside else "outside", in_port)
         if from_inside or self.config.outside_next_hop is None:
             msgs.extend(self.neighbours.learn(ip.src, eth.src, in_port))
         key = (ip.src, tcp.src_port, ip.dst, tcp.dst_port)

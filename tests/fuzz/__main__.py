@@ -35,8 +35,8 @@ MAX_LEN = {"gateway": 1024, "codecs": 1024, "config": 4096, "rest": 2048}
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "ryu-pptp-alg-fuzz"
 # make fuzz: inputs per (target, build). The gateway runs both builds: atheris guides the
 # pure one by coverage, and the compiled one is what is deployed.
-CAMPAIGN = (("gateway", False, 80_000), ("gateway", True, 40_000),
-            ("codecs", False, 550_000), ("config", False, 150_000), ("rest", False, 230_000))
+CAMPAIGN = (("gateway", False, 60_000), ("gateway", True, 20_000),
+            ("codecs", False, 600_000), ("config", False, 150_000), ("rest", False, 200_000))
 
 
 def load(target: str, instrument: bool, harness: bool = False) -> ModuleType:

@@ -34,8 +34,12 @@ class Script(Writer):
         return self.u8(240).u16(value)  # type: ignore[return-value]
 
     def open(self, inbound: bool, node: tg.Node, sport: int, dst: Any, flags: int,
-             isn: int = 0x10000) -> Script:
+             isn: int = 0x10000, source: tg.Node | None = None) -> Script:
+        """``source``: the host whose address the client claims (sets flag 8)."""
+        flags = flags | 8 if source is not None else flags & ~8
         self.op("open").u8(int(inbound)).choose(tg.SPORTS, sport, 2).u32(isn).u8(flags)
+        if source is not None:
+            self.u8(tg.NODES.index(source))
         if inbound:
             return self.u8((tg.S, tg.Q).index(node)).u8(tg.PUBLIC.index(dst))  # type: ignore[return-value]
         self.u8((tg.S, tg.Q, tg.S, tg.Q, tg.C2, tg.SRV).index(dst)).u8(0)
@@ -76,7 +80,7 @@ class Script(Writer):
         return self.u8(0) if port is None else self.u8(255).u8(tg.PORTS.index(port))  # type: ignore[return-value]
 
     def junk_tcp(self, port: int, source: int) -> Script:
-        self.op("junk").u8(tg.PORTS.index(port)).u8(2).raw(bytes(5)).u8(1).u32(source)
+        self.op("junk").u8(tg.PORTS.index(port)).u8(2).raw(bytes(5)).u8(0).u32(source)
         return self.u8(0).u8(0).u16(40000).u8(0).u32(1).u32(0).blob(b"")  # type: ignore[return-value]
 
     def tick(self, seconds: int) -> Script:
@@ -99,6 +103,8 @@ def gateway_seeds() -> dict[str, bytes]:
     seeds["arp-neither-side"] = Script(0, tg.OUTBOUND_CALL).arp(tg.S, 1, 0, 1, port=5).bytes()
     seeds["arp-bad-opcode"] = Script(0, basic).arp(tg.S, 3, 0, 1).bytes()
     seeds["inside-to-inside"] = Script(0, tg.LEARN).open(False, tg.C1, 40000, tg.C2, 1).bytes()
+    seeds["spoofed-source"] = Script(0, tg.LEARN).open(False, tg.C1, 40000, tg.S, 1,
+                                                       source=tg.Q).bytes()
     seeds["look-alike"] = Script(0, tg.LEARN | tg.INBOUND_CALL) \
         .open(False, tg.SRV, 1723, tg.Q, 3).open(True, tg.Q, 1723, tg.PUBLIC[0], 3) \
         .raw_tcp(1, 1, tg.RST).tick(10).bytes()

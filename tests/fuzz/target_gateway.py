@@ -314,6 +314,12 @@ class Harness:
                      where)
         if dst is not None and IPv4Address(dst) in LAN and port in OUTSIDE_PORTS:
             self.add("a frame to a LAN address leaves by an outside port", where)
+        if src is not None and dst is not None and port in OUTSIDE_PORTS:
+            ends = {(c.outside[0], c.inside[0]) for c in self.gw.state.conns.values()}
+            ends |= {(p.outside_ip, p.inside_ip) for p in self.gw.state.pairs.values()}
+            if (IPv4Address(src), IPv4Address(dst)) in ends:
+                self.add("a frame for the inside end of a connection or pair leaves by an "
+                         "outside port", where)
         if fields.get("arp_op") == fr.ARP_REPLY and fields.get("arp_sha") == GW_MAC:
             spa = IPv4Address(fields["arp_spa"])
             if (spa in PUBLIC) != (port in OUTSIDE_PORTS):
@@ -477,22 +483,25 @@ class Harness:
         self.send(port, frame)
 
     def open(self, inbound: bool, node: Node, sport: int, dst: Node | IPv4Address, dport: int,
-             isn: int, flags: int) -> Link:
-        """A control connection: SYN, then (flags) SYN-ACK, a duplicate SYN, a start."""
+             isn: int, flags: int, source: IPv4Address | None = None) -> Link:
+        """A control connection: SYN, then (flags) SYN-ACK, a duplicate SYN, a start.
+        ``source``: the address the client claims (another host's: spoofed)."""
+        claimed = source or node.host.ip
         if inbound:  # an outside client to a public address, forwarded inside
             assert isinstance(dst, IPv4Address)
-            client = TcpEnd(self.view(node), sport, dst, dport, isn)
-            key = (node.host.ip, sport, dst, dport)
+            view = self.view(node)
+            client = TcpEnd(Host(view.mac, claimed, GW_MAC), sport, dst, dport, isn)
+            key = (claimed, sport, dst, dport)
         else:
             assert isinstance(dst, Node)
-            client = TcpEnd(node.host, sport, dst.host.ip, dport, isn)
-            key = (node.host.ip, sport, dst.host.ip, dport)
+            client = TcpEnd(Host(node.host.mac, claimed, GW_MAC), sport, dst.host.ip, dport, isn)
+            key = (claimed, sport, dst.host.ip, dport)
         syn = client.segment(SYN)
         self.send(node.port, syn)
         conn = self.conn_by(inbound, key)
         if inbound:
             server_node = self.node_of(conn.server_ip if conn else SRV.host.ip)
-            server = TcpEnd(server_node.host, pptp.PPTP_PORT, node.host.ip, sport, isn ^ 0x5555)
+            server = TcpEnd(server_node.host, pptp.PPTP_PORT, claimed, sport, isn ^ 0x5555)
         else:
             assert isinstance(dst, Node)
             server_node = dst
@@ -621,12 +630,15 @@ class Harness:
         inbound = bool(r.u8() & 1)
         sport = self.choose(r, SPORTS, 2)
         isn, flags = r.u32(), r.u8()
+        # Flag 8: the client claims another scenario host's address (either side's).
+        source = r.pick(NODES).host.ip if flags & 8 else None
         if inbound:
-            self.open(True, r.pick((S, Q)), sport, r.pick(PUBLIC), pptp.PPTP_PORT, isn, flags)
+            self.open(True, r.pick((S, Q)), sport, r.pick(PUBLIC), pptp.PPTP_PORT, isn, flags,
+                      source)
         else:  # to an outside server mostly; to an inside host through the gateway's MAC too
             dst = r.pick((S, Q, S, Q, C2, SRV))
             dport = self.choose(r, (1723, 1723, 1723), 2)
-            self.open(False, r.pick(INSIDE), sport, dst, dport, isn, flags)
+            self.open(False, r.pick(INSIDE), sport, dst, dport, isn, flags, source)
 
     def op_message(self, r: Reader) -> None:
         link = self.link(r)
@@ -731,7 +743,9 @@ class Harness:
         port = r.pick(PORTS)
         kind = r.u8() % 6
         mac = "02:" + r.take(5).ljust(5, b"\0").hex(":")
-        src = IPv4Address(r.u32()) if r.u8() & 1 else IPv4Address(int(LAN[0]) + r.u8())
+        what = r.u8() % 3  # any address, a LAN one, or a scenario host's (spoofed)
+        src = IPv4Address(r.u32()) if what == 0 else IPv4Address(int(LAN[0]) + r.u8()) \
+            if what == 1 else r.pick(NODES).host.ip
         dst = r.pick((PUBLIC[0], PUBLIC[1], S.host.ip, C1.host.ip))
         host = Host(mac, src, GW_MAC)
         if kind == 0:
@@ -807,7 +821,10 @@ class Harness:
             self.switch.release_barriers()
 
     def op_reorder(self, r: Reader) -> None:
-        self.switch.reorder = bool(r.u8() & 1)
+        # Only where the profile allows it: switch_profile ovs says the switch never
+        # reorders (Open vSwitch), so the gateway sends it no barriers.
+        reorder = bool(r.u8() & 1)
+        self.switch.reorder = reorder and self.gw.config.capabilities.barriers
 
     def op_forward(self, r: Reader) -> None:
         public = r.pick(PUBLIC)

@@ -1,9 +1,10 @@
-"""The fuzzers' findings, minimized to plain tests (issue 13).
+"""The fuzzers' findings, minimized to plain tests (issue 13; docs/fuzzing.md has each
+one's cause and fix).
 
 A defect that is not fixed yet is ``xfail(strict=True)``: once a fix makes its test pass,
-the run fails (XPASS) until the mark is removed, with its entry in ``known.py``. The
-defects issue 13 lists that are fixed keep a plain regression test here, in the shape
-the fuzzer drives them.
+the run fails (XPASS) until the mark is removed, with its classes in ``known.py``. Fixed
+findings, and the defects issue 13 listed, keep a plain regression test here, in the
+shape the fuzzer drives them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-# --- not fixed -----------------------------------------------------------------------------
+# --- found by the fuzzers and fixed (lines at the commit where found) --------------------
+
+def test_an_outside_source_from_the_lan_is_not_natted(clock: FakeClock) -> None:
+    # gateway.py _tcp opened outbound connections from any source; the server's answers
+    # then left by the WAN to the spoofed host, un-NATed.
+    switch = gateway(clock)
+    spoofer = Host(C1.host.mac, Q.host.ip, tg.GW_MAC)  # on C1's port, claiming Q's address
+    client = TcpEnd(spoofer, 40000, S.host.ip, pptp.PPTP_PORT, 1000)
+    switch.send(C1.port, client.segment(fr.TCP_SYN))
+    assert switch.gateway.state.conns == {}
+    for conn in list(switch.gateway.state.conns.values()):  # what it leads to, else
+        server = TcpEnd(S.host, pptp.PPTP_PORT, conn.public_ip, conn.public_port, 5000,
+                        client.seq)
+        sent = switch.send(S.port, server.segment(fr.TCP_SYN | fr.TCP_ACK))
+        assert [s.port for s in sent if s.port in tg.OUTSIDE_PORTS] == []
+    assert switch.gateway.counters["spoofed_source"] == 1
+
 
 @pytest.mark.parametrize("early", ["client data", "client FIN", "server ACK"])
 def test_unanswered_index_follows_its_connection(clock: FakeClock, early: str) -> None:
@@ -240,7 +257,7 @@ def test_config_refuses_deeply_nested_yaml() -> None:
         parse_config("gateways: " + "[" * 1000 + "]" * 1000)
 
 
-# --- fixed: regression tests ---------------------------------------------------------------
+# --- defects issue 13 listed, fixed: regression tests -----------------------------------
 
 def established(switch: FakeSwitch, node: tg.Node, call_id: int) -> tuple[TcpEnd, TcpEnd]:
     client = syn(switch, node, S.host.ip)
