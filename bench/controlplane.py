@@ -797,13 +797,14 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = [c for c in (args.concurrency or ([1, 100, 1000] if args.quick
                                                     else [1, 100, 10000])) if c > 0]
     shared = [c for c in (args.shared_concurrency or [100]) if c > 0]
-    checkpoints = sorted(args.calls_memory or ([1000, 3000] if args.quick else [10000, 50000]))
+    checkpoints = sorted(c for c in args.calls_memory or ([1000, 3000] if args.quick
+                                                          else [10000, 50000]) if c > 0)
     repeat = args.repeat or (1 if args.quick else 3)
     rates = [r for r in (args.offered_rates or [250, 500, 1000]) if r > 0]
     live_levels = args.offered_live or ([100, 1000] if args.quick else [100, 10000])
     floor_messages = args.floor_messages if args.floor_messages is not None \
         else (5000 if args.quick else 30000)
-    if max(checkpoints + [calls_for(c, args.quick) for c in concurrency + shared]) \
+    if max([0, *checkpoints] + [calls_for(c, args.quick) for c in concurrency + shared]) \
             > 65535 - FIRST_CLIENT_PORT:
         parser.error("at most 64,511 calls per controller (one client port each)")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-controlplane-"))
@@ -843,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         results["floor"].append(floor)
     results["memory"] = []
-    for i, window in enumerate(args.memory_window):
+    for i, window in enumerate(args.memory_window if checkpoints else []):  # 0: none
         memory = measure_memory(settings, checkpoints, window, i)
         memory["address_plan"] = pool.describe()
         memory["window"] = window

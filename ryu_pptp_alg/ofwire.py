@@ -37,6 +37,7 @@ _ACTION_OUTPUT = struct.Struct(ofp.OFP_ACTION_OUTPUT_PACK_STR)
 _ACTION_HEADER = struct.Struct(ofp.OFP_ACTION_HEADER_PACK_STR)
 _INSTRUCTION_ACTIONS = struct.Struct(ofp.OFP_INSTRUCTION_ACTIONS_PACK_STR)
 _INSTRUCTION_GOTO = struct.Struct(ofp.OFP_INSTRUCTION_GOTO_TABLE_PACK_STR)
+_INSTRUCTION_METER = struct.Struct(ofp.OFP_INSTRUCTION_METER_PACK_STR)
 _SET_FIELD_HEADER = struct.Struct("!HH")
 _VERSION = ofp.OFP_VERSION
 _PAD = bytes(8)
@@ -180,6 +181,9 @@ def _instruction(instruction: Any) -> bytes:
     if kind is parser.OFPInstructionGotoTable:
         return _INSTRUCTION_GOTO.pack(ofp.OFPIT_GOTO_TABLE, _INSTRUCTION_GOTO.size,
                                       instruction.table_id)
+    if kind is parser.OFPInstructionMeter:  # every flow to the controller, when metered
+        return _INSTRUCTION_METER.pack(ofp.OFPIT_METER, _INSTRUCTION_METER.size,
+                                       instruction.meter_id)
     raise _Unsupported(kind.__name__)
 
 

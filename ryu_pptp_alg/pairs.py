@@ -141,12 +141,9 @@ class GrePaths:
     def outward_conflict(self, conn: Conn) -> Pair | None:
         """Another public address's pair between the same two hosts: outward GRE is told
         apart by (inside, outside) alone, so the two cannot both be in the switch."""
-        inside, outside = conn.inside[0], conn.outside[0]
-        for public in self._public_index:
-            if public != conn.public_ip:
-                pair = self.state.pair_at(inside, (outside, public))
-                if pair is not None:
-                    return pair
+        for pair in self.state.idx.host_pairs.get((conn.inside[0], conn.outside[0]), ()):
+            if pair.public_ip != conn.public_ip:
+                return pair
         return None
 
     def call_established(self, call: Call) -> list[Any]:

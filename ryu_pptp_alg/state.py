@@ -37,6 +37,9 @@ class Indexes:
     conn_calls: dict[int, list[Call]] = field(default_factory=dict)  # live calls by Conn.id
     pair_calls: dict[int, list[Call]] = field(default_factory=dict)  # by Pair.id
     key_pairs: dict[Key, list[Pair]] = field(default_factory=dict)
+    # (inside, outside) -> their pairs: outward GRE is matched by these two alone.
+    host_pairs: dict[tuple[IPv4Address, IPv4Address], list[Pair]] = \
+        field(default_factory=dict)
     # (outside, public, call ID) -> the call inward GRE with that ID belongs to (the
     # oldest, if several claim it).
     inward: dict[tuple[IPv4Address, IPv4Address, int], Call] = field(default_factory=dict)
@@ -257,10 +260,12 @@ class GatewayState:
         idx = self.idx
         del self.pairs[pair.id]
         idx.pair_calls.pop(pair.id, None)
-        pairs = idx.key_pairs[pair.key]
-        pairs.remove(pair)
-        if not pairs:
-            del idx.key_pairs[pair.key]
+        for index, at in ((idx.key_pairs, pair.key),
+                          (idx.host_pairs, (pair.inside_ip, pair.outside_ip))):
+            pairs = index[at]
+            pairs.remove(pair)
+            if not pairs:
+                del index[at]
         self.touch(rec.PAIR, pair.id)
 
     def link_pair(self, call: Call, pair: Pair) -> None:
@@ -327,6 +332,7 @@ class GatewayState:
     @staticmethod
     def _index_pair(idx: Indexes, pair: Pair) -> None:
         _append(idx.key_pairs, pair.key, pair)
+        _append(idx.host_pairs, (pair.inside_ip, pair.outside_ip), pair)
 
     @staticmethod
     def _index_inward(idx: Indexes, conn: Conn, call: Call) -> None:
