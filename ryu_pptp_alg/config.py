@@ -72,8 +72,8 @@ class Rates:
     switch profile has meters, else by token buckets in the controller. Each class has its
     own budget, so one host's flood of one kind cannot starve the others."""
 
-    arp: int = 100  # ARP for the gateway's addresses
-    new_connections: int = 200  # TCP/1723 that no tracked connection's flow takes (SYNs)
+    arp: int = 100  # ARP for the gateway's addresses, per switch port
+    new_connections: int = 200  # TCP/1723 no tracked connection's flow takes, per port
     control: int = 2000  # segments of control connections the server has answered
     gre: int = 20000  # GRE of keys on the controller path
 
@@ -145,6 +145,11 @@ class Limits:
     max_connections_per_host: int = 64  # per inside client (outbound) or outside client
     max_calls: int = 20000  # calls in all
     max_calls_per_connection: int = 64
+    # A host at its cap that still sends SYNs has its new connections dropped in the switch
+    # for this long (0: never), so that its flood cannot use up its port's budget; at most
+    # max_blocked_hosts at a time.
+    block_seconds: int = 10
+    max_blocked_hosts: int = 1024
 
 
 class StateBackend(StrEnum):
@@ -248,7 +253,8 @@ def _rates(value: Any) -> Rates:
 
 def _limits(value: Any) -> Limits:
     fields = _mapping(value, "limits", set(Limits.__dataclass_fields__))
-    return Limits(**{name: _int(raw, f"limits.{name}", 1, 10_000_000)
+    return Limits(**{name: _int(raw, f"limits.{name}", 0 if name == "block_seconds" else 1,
+                                10_000_000)
                      for name, raw in fields.items()})
 
 

@@ -17,6 +17,7 @@ the state store before the event's messages leave, so a restart loses no call.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections import Counter
@@ -99,10 +100,10 @@ class Gateway:
         # one per port). Transient: a restart refills them.
         self._buckets: dict[tuple[str, int | None], TokenBucket] = {
             (kind, None): TokenBucket(rate) for kind, rate in (
-            ("arp", self.rates.arp), ("control", self.rates.control),
-            ("gre", self.rates.gre))}
+            ("control", self.rates.control), ("gre", self.rates.gre))}
         for port in (*config.inside_ports, *config.outside_ports):
-            self._buckets[("new_connections", port)] = TokenBucket(self.rates.new_connections)
+            for kind in pipeline.PER_PORT:
+                self._buckets[(kind, port)] = TokenBucket(getattr(self.rates, kind))
         self.clock = clock
         self.log = logger or logging.getLogger(f"ryu_pptp_alg.gateway.{config.dpid:x}")
         self.connected = False
@@ -127,6 +128,9 @@ class Gateway:
         self.forwards: dict[IPv4Address, IPv4Address] = {}
         self._apply_forwards()
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
+        # Hosts whose new connections the switch drops (``_block``), until when; transient
+        # (a restarted controller lifts them).
+        self.blocked: dict[IPv4Address, float] = {}
         # Bound once: every connection's rewriters share them.
         self._to_server_decider = self.call_ids.to_server
         self._to_client_decider = self.call_ids.to_client
@@ -208,8 +212,11 @@ class Gateway:
     def wanted_flows(self) -> list[Any]:
         tracked = [flow for conn in self.state.conns.values() if _answered(conn)
                    for flow in pipeline.tracked_flows(conn, self.mac, self.metered)]
+        now = self.clock()
+        blocks = [pipeline.block_flow(host, max(1, round(until - now)))
+                  for host, until in self.blocked.items()]
         return [*pipeline.static_flows(self.config, self.metered), *tracked,
-                *self.paths.flows()]
+                *self.paths.flows(), *blocks]
 
     def _sync_flows(self, entries: list[FlowEntry]) -> list[Any]:
         changes = diff(self.wanted_flows(), [e for e in entries if pipeline.ours(e.cookie)])
@@ -257,7 +264,7 @@ class Gateway:
         if not self.metered:
             kind = _rate_class(cookie)
             if kind is not None:
-                bucket = self._buckets.get((kind, in_port if kind == "new_connections"
+                bucket = self._buckets.get((kind, in_port if kind in pipeline.PER_PORT
                                             else None))
                 if bucket is not None and not bucket.take(self.clock()):
                     return self._drop(f"rate_limited_{kind}", "port %d", in_port)
@@ -307,16 +314,16 @@ class Gateway:
                     # No hairpin NAT: not ours to carry (nor to the gateway's own addresses)
                     return msgs + self._drop("tcp_hairpin", "%s -> %s", ip.src,
                                              ip.dst)
-                admitted = self._admit(ip.src)
-                if admitted is None:
+                admitted, admit_msgs = self._admit(ip.src, now)
+                msgs.extend(admit_msgs)
+                if not admitted:
                     return msgs
-                msgs.extend(admitted)
                 opened = self._open_outbound(eth, ip, tcp, now)
             elif opening and ip.dst in self.forwards:
-                admitted = self._admit(ip.src)
-                if admitted is None:
+                admitted, admit_msgs = self._admit(ip.src, now)
+                msgs.extend(admit_msgs)
+                if not admitted:
                     return msgs
-                msgs.extend(admitted)
                 opened = self._open_inbound(ip, tcp, now)
             else:
                 return msgs + self._drop("tcp_no_session", "%s:%d -> %s:%d", ip.src,
@@ -378,26 +385,43 @@ class Gateway:
         """A barrier we sent was answered: release what waited for it."""
         return self.fence.barrier_reply(xid)
 
-    def _admit(self, client: IPv4Address) -> list[Any] | None:
-        """Whether a new control connection from ``client`` fits the caps (None: it does
-        not; else what making room sends). At the overall cap the oldest connection its
+    def _admit(self, client: IPv4Address, now: float) -> tuple[bool, list[Any]]:
+        """Whether a new control connection from ``client`` fits the caps, and what making
+        room (or blocking the client) sends. At the overall cap the oldest connection its
         server has not answered makes room (as conntrack's early drop), never an answered
-        one. A SYN that does not fit is dropped, counted."""
+        one. A SYN that does not fit is dropped, counted; a host over its own cap has its
+        SYNs dropped in the switch for a while (``_block``)."""
         state, limits = self.state, self.limits
         if state.idx.client_conns.get(client, 0) >= limits.max_connections_per_host:
             self._drop("refused_per_host_cap", "SYN from %s: %d connections already", client,
                        limits.max_connections_per_host)
-            return None
+            return False, self._block(client, now)
         if len(state.conns) < limits.max_connections:
-            return []
+            return True, []
         oldest = next(iter(state.idx.unanswered.values()), None)
         if oldest is None:
             self._drop("refused_connection_cap", "SYN from %s: %d connections", client,
                        limits.max_connections)
-            return None
+            return False, []
         self.counters["unanswered_early_drops"] += 1
         self.log.debug("control connection %s dropped early for a new one", Described(oldest))
-        return self._forget(oldest)
+        return True, self._forget(oldest)
+
+    def _block(self, host: IPv4Address, now: float) -> list[Any]:
+        """Drop ``host``'s new connections in the switch for ``limits.block_seconds``: on
+        one port (an uplink) its SYNs would otherwise use up every host's budget."""
+        seconds = self.limits.block_seconds
+        if not seconds or host in self.blocked:
+            return []
+        if len(self.blocked) >= self.limits.max_blocked_hosts:
+            self.counters["blocked_hosts_full"] += 1
+            return []
+        self.blocked[host] = now + seconds
+        self.counters["hosts_blocked"] += 1
+        self.log.warning("%s: %s keeps opening control connections past its cap of %d: its "
+                         "new ones are dropped in the switch for %ds", self.config.label, host,
+                         self.limits.max_connections_per_host, seconds)
+        return [pipeline.block_flow(host, seconds)]
 
     def _open_outbound(self, eth: Ethernet, ip: Ipv4, tcp: Tcp,
                        now: float) -> Conn | list[Any]:
@@ -699,6 +723,10 @@ class Gateway:
         """Timeouts, ARP retries and statistics requests; call about once a second."""
         now = self.clock()
         msgs = self.neighbours.tick(now)
+        for host, until in list(self.blocked.items()):
+            if now >= until:
+                del self.blocked[host]
+                msgs.append(pipeline.delete_block_flow(host))
         for conn in list(self.state.idx.unanswered.values()):  # oldest first
             if now - conn.created < self.timeouts.unanswered:
                 break
@@ -823,6 +851,9 @@ class Gateway:
             "counters": dict(sorted((self.counters + self.neighbours.counters).items())),
             "switch_counters": dict(sorted(self.switch_counters.items())),
             "limits": dataclasses.asdict(self.limits),
+            # Hosts whose new connections the switch drops, and seconds left (the first 100).
+            "blocked_hosts": {str(host): max(0, round(until - self.clock()))
+                              for host, until in itertools.islice(self.blocked.items(), 100)},
             "rates": dataclasses.asdict(self.rates),
             "meters": self.metered,
             "last_restore": self.last_restore,

@@ -27,6 +27,7 @@ class Priority:
     DEFAULT: Final = 0  # table miss, made explicit so it is counted
     PPTP_CONTROL: Final = 1000  # TCP/1723 to the gateway's MAC, either direction -> controller
     PPTP_TRACKED: Final = 1100  # one answered control connection's segments -> controller
+    BLOCKED_HOST: Final = 1050  # new connections of a host over its cap: dropped
     GRE: Final = 1000  # IP protocol 47 to the gateway's MAC -> GRE table
     ARP: Final = 2000  # ARP for one of the gateway's addresses -> controller
     GRE_VIA_CONTROLLER: Final = 2000  # GRE of a pending or shared pair -> controller
@@ -48,29 +49,36 @@ class CookieKind(IntEnum):
     GRE_PAIR = 1  # GRE rewrites of one (inside host, server, public address) pair
     GRE_KEY = 2  # server-to-client GRE of one (server, public address) via the controller
     CONNECTION = 3  # the two flows of one answered control connection (id: its record's)
+    BLOCKED_HOST = 4  # a host's new control connections, dropped for a while (id: address)
 
 
 class Meter(IntEnum):
     """Meters on controller-bound flows (switch profiles with meters), one per class of
-    ``config.Rates``; new connections have one per switch port (NEW_CONNECTIONS + the
-    port's position among the gateway's ports), so a host flooding SYNs on one port uses
-    up its port's budget, not another's."""
+    ``config.Rates``; the classes in ``PER_PORT`` have one per switch port (from PORTS on,
+    ``port_meter``), so a host flooding SYNs or ARP on one port uses up its port's budget,
+    not another's."""
 
-    ARP = 1
     CONTROL = 2
     GRE = 3
-    NEW_CONNECTIONS = 16
+    PORTS = 16
 
 
-def new_connections_meter(gateway: GatewayConfig, port: int) -> int:
-    return Meter.NEW_CONNECTIONS + (*gateway.inside_ports, *gateway.outside_ports).index(port)
+# Budget classes (``config.Rates`` fields) with a meter, or token bucket, per switch port.
+PER_PORT: Final = ("new_connections", "arp")
+
+
+def port_meter(gateway: GatewayConfig, port: int, kind: str) -> int:
+    """The meter of ``kind`` on ``port``: PORTS + the port's position among the gateway's
+    ports (inside, then outside) times the per-port classes, + the class's position."""
+    position = (*gateway.inside_ports, *gateway.outside_ports).index(port)
+    return Meter.PORTS + position * len(PER_PORT) + PER_PORT.index(kind)
 
 
 def meter_rates(gateway: GatewayConfig, rates: Rates) -> dict[int, int]:
-    meters = {int(Meter.ARP): rates.arp, int(Meter.CONTROL): rates.control,
-              int(Meter.GRE): rates.gre}
+    meters = {int(Meter.CONTROL): rates.control, int(Meter.GRE): rates.gre}
     for port in (*gateway.inside_ports, *gateway.outside_ports):
-        meters[new_connections_meter(gateway, port)] = rates.new_connections
+        for kind in PER_PORT:
+            meters[port_meter(gateway, port, kind)] = getattr(rates, kind)
     return meters
 
 
@@ -116,6 +124,21 @@ def _tcp_match(gateway_mac: str, src: Any, sport: int, dst: Any,
         ("eth_dst", gateway_mac), ("eth_type", ofmsg.ETH_TYPE_IPV4),
         ("ip_proto", ofmsg.IP_PROTO_TCP), ("ipv4_src", str(src)), ("ipv4_dst", str(dst)),
         ("tcp_src", sport), ("tcp_dst", dport)])
+
+
+def block_flow(host: Any, seconds: int) -> Any:
+    """``host``'s SYNs (and junk) to port 1723 dropped in the switch; its tracked
+    connections' flows rank above this one and go on. The hard timeout lifts the block
+    should the controller not."""
+    return ofmsg.flow_add(TABLE_CLASSIFY, Priority.BLOCKED_HOST, ofmsg.match(
+        eth_type=ofmsg.ETH_TYPE_IPV4, ip_proto=ofmsg.IP_PROTO_TCP, ipv4_src=str(host),
+        tcp_dst=PPTP_PORT), [], cookie(CookieKind.BLOCKED_HOST, int(host)),
+        hard_timeout=seconds)
+
+
+def delete_block_flow(host: Any) -> Any:
+    return ofmsg.flow_delete(cookie(CookieKind.BLOCKED_HOST, int(host)), 0xFFFFFFFFFFFFFFFF,
+                             table_id=TABLE_CLASSIFY)
 
 
 def delete_tracked_flows(conn_id: int) -> Any:
@@ -169,16 +192,19 @@ def ours(cookie: int) -> bool:
 def static_flows(gateway: GatewayConfig, metered: bool = False) -> list[ofmsg.Message]:
     """The classification pipeline for one gateway switch (``metered``: with the meters of
     ``meter_mods`` on the flows to the controller)."""
-    to_controller_arp = to_controller(Meter.ARP if metered else None)
     routed = {"eth_dst": gateway.gateway_mac, "eth_type": ofmsg.ETH_TYPE_IPV4}
     tcp = {**routed, "ip_proto": ofmsg.IP_PROTO_TCP}
-    arp_flows = [
-        ofmsg.flow_add(TABLE_CLASSIFY, Priority.ARP,
-                       ofmsg.match(eth_type=ofmsg.ETH_TYPE_ARP, arp_tpa=str(address)),
-                       to_controller_arp, _pipeline_cookie(flow))
-        for flow, address in [(PipelineFlow.ARP_INSIDE, gateway.inside_address.ip),
-                              *((PipelineFlow.ARP_PUBLIC, a) for a in gateway.public_addresses)]
-    ]
+    arp_flows = []
+    for flow, address, ports in [
+            (PipelineFlow.ARP_INSIDE, gateway.inside_address.ip, gateway.inside_ports),
+            *((PipelineFlow.ARP_PUBLIC, a, gateway.outside_ports)
+              for a in gateway.public_addresses)]:
+        for port in ports:  # from that side's ports only, each on its port's budget
+            arp_flows.append(ofmsg.flow_add(
+                TABLE_CLASSIFY, Priority.ARP,
+                ofmsg.match(in_port=port, eth_type=ofmsg.ETH_TYPE_ARP, arp_tpa=str(address)),
+                to_controller(port_meter(gateway, port, "arp") if metered else None),
+                _pipeline_cookie(flow)))
     return [
         *arp_flows,
         ofmsg.flow_add(TABLE_CLASSIFY, Priority.DEFAULT, ofmsg.match(),
@@ -211,5 +237,6 @@ def _control_flows(gateway: GatewayConfig, tcp: dict[str, Any],
             flows.append(ofmsg.flow_add(
                 TABLE_CLASSIFY, Priority.PPTP_CONTROL,
                 ofmsg.match(in_port=port, **tcp, **{field: PPTP_PORT}),
-                to_controller(new_connections_meter(gateway, port)), _pipeline_cookie(flow)))
+                to_controller(port_meter(gateway, port, "new_connections")),
+                _pipeline_cookie(flow)))
     return flows

@@ -447,7 +447,8 @@ class Harness:
                                                for p in gw.neighbours.pending.values()),
                 "ARP resolutions": len(gw.neighbours.pending),
                 "packets held for barriers": sum(map(len, gw.fence._waiting.values())),
-                "barriers awaited": len(gw.fence.held)}
+                "barriers awaited": len(gw.fence.held),
+                "blocked hosts": len(gw.blocked)}
         for name, count in left.items():
             if count:
                 self.add(f"{name} left after every timer ran out", f"{count} left")

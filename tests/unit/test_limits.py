@@ -39,13 +39,41 @@ def syn(switch: FakeSwitch, port: int, sport: int, host: Host | None = None) -> 
 
 
 def test_one_host_cannot_hold_more_than_its_share(clock):
-    switch = capped_switch(clock, Limits(max_connections_per_host=3))
+    switch = capped_switch(clock, Limits(max_connections_per_host=3, block_seconds=0))
     for sport in range(40000, 40010):
         syn(switch, 1, sport)
     assert len(switch.gateway.state.conns) == 3
     assert switch.gateway.counters["refused_per_host_cap"] == 7
     Peers(switch, 2).start()  # another host is not held back
     assert len(switch.gateway.sessions()) == 4
+
+
+def test_a_host_past_its_cap_has_its_syns_dropped_in_the_switch_for_a_while(clock):
+    switch = capped_switch(clock, Limits(max_connections_per_host=3, block_seconds=5))
+    gateway = switch.gateway
+    answered = Peers(switch, 1)
+    answered.start()
+    for sport in range(40000, 40010):
+        syn(switch, 1, sport)
+    assert len(gateway.state.conns) == 3
+    assert gateway.counters["refused_per_host_cap"] == 1  # then the switch drops them
+    assert gateway.counters["hosts_blocked"] == 1
+    assert list(gateway.status()["blocked_hosts"]) == [str(CLIENTS[1].ip)]
+    assert len([f for f in switch.table.flows() if f.priority == 1050]) == 1
+    (echo,) = answered.from_client(pptp.EchoRequest(identifier=1))  # tracked: above it
+    assert pptp.parse(tcp_of(echo)[1].payload) == pptp.EchoRequest(identifier=1)
+    Peers(switch, 2).start()  # another host is not held back
+    clock.now += 4
+    switch.apply(gateway.tick())
+    syn(switch, 1, 41000)
+    assert gateway.counters["refused_per_host_cap"] == 1
+    clock.now += 1
+    switch.apply(gateway.tick())  # lifted: the next SYN reaches the controller again
+    assert gateway.status()["blocked_hosts"] == {}
+    assert not [f for f in switch.table.flows() if f.priority == 1050]
+    syn(switch, 1, 41001)
+    assert gateway.counters["refused_per_host_cap"] == 2
+    assert gateway.counters["hosts_blocked"] == 2
 
 
 def test_a_full_table_drops_the_oldest_unanswered_connection_never_an_answered_one(clock):

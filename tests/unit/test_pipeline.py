@@ -52,12 +52,17 @@ def documented_static_flows() -> list[dict[str, Any]]:
     flows = []
     for flow in REFERENCE["static_flows"]:
         body = {k: v for k, v in flow.items() if k not in ("name", "for_each")}
-        if flow.get("for_each") == "public_addresses":
-            flows.extend(expand(body, {**values, "public_address": str(a)})
-                         for a in GATEWAY.public_addresses)
+        each = flow.get("for_each")
+        if each == "inside_ports":
+            flows.extend(expand(body, {**values, "port": p}) for p in GATEWAY.inside_ports)
+        elif each == "public_addresses, outside_ports":
+            flows.extend(expand(body, {**values, "public_address": str(a), "port": p})
+                         for a in GATEWAY.public_addresses for p in GATEWAY.outside_ports)
         else:
+            assert each is None, each
             flows.append(expand(body, values))
-    return flows
+    return [{**f, "match": {k: int(v) if k == "in_port" else v
+                            for k, v in f["match"].items()}} for f in flows]
 
 
 def describe(flow_mod: Any) -> dict[str, Any]:
@@ -161,11 +166,21 @@ def test_pptp_control_goes_to_controller(table, fields):
     assert pipeline.decode_cookie(out["cookie"]).kind == pipeline.CookieKind.PIPELINE
 
 
-@pytest.mark.parametrize("address", [GATEWAY.inside_address.ip, *GATEWAY.public_addresses])
-def test_arp_for_the_gateway_goes_to_controller(table, address):
-    (out,) = table.lookup({"in_port": 1, "eth_type": 0x0806, "arp_op": 1,
-                           "arp_spa": "10.0.0.9", "arp_tpa": str(address)})
-    assert out["out_port"] == ofp.OFPP_CONTROLLER
+SIDES = [(GATEWAY.inside_address.ip, GATEWAY.inside_ports, GATEWAY.outside_ports),
+         *((a, GATEWAY.outside_ports, GATEWAY.inside_ports) for a in GATEWAY.public_addresses)]
+
+
+@pytest.mark.parametrize(("address", "ports", "wrong_side"), SIDES)
+def test_arp_for_the_gateway_goes_to_controller_from_its_side_only(table, address, ports,
+                                                                  wrong_side):
+    def arp(port: int) -> list[dict[str, Any]]:
+        return table.lookup({"in_port": port, "eth_type": 0x0806, "arp_op": 1,
+                             "arp_spa": "10.0.0.9", "arp_tpa": str(address)})
+    for port in ports:
+        (out,) = arp(port)
+        assert out["out_port"] == ofp.OFPP_CONTROLLER
+    for port in wrong_side:
+        assert all(o["out_port"] != ofp.OFPP_CONTROLLER for o in arp(port))
 
 
 def test_gre_of_no_call_is_dropped_and_counted(table):
@@ -192,7 +207,7 @@ def test_other_traffic_reaches_next_table_untouched(table, packet):
 def test_reconnect_replaces_our_flows_and_keeps_foreign_ones(table):
     before = table.flow_count()
     table.apply(pipeline.static_flows(GATEWAY))
-    assert table.flow_count() == before == len(pipeline.PipelineFlow) + 1
+    assert table.flow_count() == before == len(pipeline.static_flows(GATEWAY)) + 1
     assert [f.cookie for f in table.flows(GATEWAY.next_table)] == [FOREIGN_COOKIE]
 
 
@@ -205,9 +220,28 @@ def test_metered_pipeline_sends_every_controller_flow_through_a_meter():
     new = [f for f in to_controller if f.priority == pipeline.Priority.PPTP_CONTROL]
     assert sorted((dict(f.match.items())["in_port"], f.instructions[0].meter_id)
                   for f in new) == sorted(
-        (p, pipeline.new_connections_meter(GATEWAY, p)) for p in ports for _ in range(2))
+        (p, pipeline.port_meter(GATEWAY, p, "new_connections")) for p in ports
+        for _ in range(2))
+    arp = [f for f in to_controller if f.priority == pipeline.Priority.ARP]
+    assert sorted((dict(f.match.items())["in_port"], f.instructions[0].meter_id)
+                  for f in arp) == sorted(
+        [(p, 17 + 2 * i) for i, p in enumerate(GATEWAY.inside_ports)]
+        + [(p, 17 + 2 * (len(GATEWAY.inside_ports) + i))
+           for i, p in enumerate(GATEWAY.outside_ports) for _ in GATEWAY.public_addresses])
     assert {m.meter_id for m in pipeline.meter_mods(GATEWAY, config_from_dict(VALID).rates)} \
-        == {1, 2, 3, *(16 + i for i in range(len(ports)))}
-    assert REFERENCE["meters"] == {"arp": pipeline.Meter.ARP, "control": pipeline.Meter.CONTROL,
-                                   "gre": pipeline.Meter.GRE,
-                                   "new_connections_first": pipeline.Meter.NEW_CONNECTIONS}
+        == {2, 3, *(16 + i for i in range(2 * len(ports)))}
+    assert REFERENCE["meters"] == {"control": pipeline.Meter.CONTROL, "gre": pipeline.Meter.GRE,
+                                   "per_port_first": pipeline.Meter.PORTS,
+                                   "per_port": list(pipeline.PER_PORT)}
+
+
+def test_block_flow_matches_the_reference():
+    (documented,) = REFERENCE["block_flows"]
+    flow = pipeline.block_flow(IPv4Address("192.0.2.66"), 10)
+    assert describe(flow) == {
+        "cookie": pipeline.cookie(pipeline.CookieKind.BLOCKED_HOST, int(IPv4Address(
+            "192.0.2.66"))),
+        "table": documented["table"], "priority": documented["priority"],
+        "match": expand(documented["match"], {"host": "192.0.2.66"}),
+        "actions": documented["actions"]}
+    assert flow.hard_timeout == 10 and flow.idle_timeout == 0

@@ -88,3 +88,18 @@ def test_tracked_flows_come_with_the_answer_and_go_with_the_connection(clock):
     switch.send(2, peers.client.segment(fr.TCP_RST))
     switch.tick(clock, TIMEOUTS.closing_linger)
     assert tracked() == []
+
+
+def test_without_meters_an_arp_flood_on_one_port_spends_only_that_ports_budget(clock):
+    switch = switch_with(clock, SwitchProfile.OPENFLOW, Rates(arp=20))
+    gateway_ip = switch.gateway.config.inside_address.ip
+    for _ in range(300):  # no time passes: the bucket never refills
+        switch.send(1, CLIENTS[1].arp_request(gateway_ip))
+    assert switch.gateway.counters["rate_limited_arp"] == 300 - 20
+    (reply,) = switch.send(2, CLIENTS[2].arp_request(gateway_ip))  # another port's budget
+    assert reply.port == 2
+    assert reply.frame is not None
+    assert fr.parse_arp(fr.parse_ethernet(reply.frame).payload).op == fr.ARP_REPLY
+    assert switch.send(1, CLIENTS[1].arp_request(gateway_ip)) == []
+    clock.now += 1
+    assert len(switch.send(1, CLIENTS[1].arp_request(gateway_ip))) == 1
