@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from ryu_pptp_alg.codec import pptp
-from ryu_pptp_alg.records import Conn
+from ryu_pptp_alg.records import Call, CallState, Conn
 from ryu_pptp_alg.rewriter import CallIdSite
 from ryu_pptp_alg.session import Described
 from ryu_pptp_alg.state import GatewayState
@@ -28,14 +29,21 @@ CLIENT_ID_FIELDS_OUT = frozenset({(CMT.CALL_CLEAR_REQUEST, "call_id"),
 CLIENT_ID_FIELDS_IN = frozenset({(CMT.OUTGOING_CALL_REPLY, "peer_call_id"),
                                  (CMT.INCOMING_CALL_CONNECTED, "peer_call_id"),
                                  (CMT.WAN_ERROR_NOTIFY, "peer_call_id")})
+# A call reply names its call (the client's ID) just before its result: the result of a
+# call the gateway cannot carry becomes a failure, so the client never waits on it.
+REPLY_CALL = (CMT.OUTGOING_CALL_REPLY, "peer_call_id")
+REPLY_RESULT = (CMT.OUTGOING_CALL_REPLY, "result_code")
+REFUSED_RESULT = pptp.OutgoingCallResult.GENERAL_ERROR << 8 | pptp.GeneralErrorCode.NO_RESOURCE
 
 
 class CallIdSpace:
-    def __init__(self, state: GatewayState, counters: Counter[str],
-                 log: logging.Logger) -> None:
+    def __init__(self, state: GatewayState, counters: Counter[str], log: logging.Logger,
+                 refused: Callable[[Call], bool] | None = None) -> None:
         self.state = state
         self.counters = counters
         self.log = log
+        self.refused = refused  # whether nothing can carry a call's GRE
+        self._reply: tuple[int, int, int] | None = None  # (conn, message seq, call ID)
 
     def to_server(self, conn: Conn, site: CallIdSite) -> int:
         """The value a call-ID field of the client's stream leaves with."""
@@ -49,9 +57,30 @@ class CallIdSpace:
         return site.value
 
     def to_client(self, conn: Conn, site: CallIdSite) -> int:
-        if (site.message_type, site.field) in CLIENT_ID_FIELDS_IN:
+        field = (site.message_type, site.field)
+        if field == REPLY_CALL:
+            self._reply = (conn.id, site.message_seq, site.value)
+        elif field == REPLY_RESULT:
+            return self._reply_result(conn, site)
+        if field in CLIENT_ID_FIELDS_IN:
             return conn.client_id(site.value)
         return site.value
+
+    def _reply_result(self, conn: Conn, site: CallIdSite) -> int:
+        """A call reply's result and error codes: "General Error, No-Resource" where the
+        server connected a call that nothing can carry (the switch refused its flows)."""
+        reply, self._reply = self._reply, None
+        if reply is None or reply[:2] != (conn.id, site.message_seq) \
+                or site.value >> 8 != pptp.OutgoingCallResult.CONNECTED or self.refused is None:
+            return site.value
+        call = self.state.call_by(conn, "public_call_id", reply[2])
+        if call is None or call.state != CallState.REQUESTED or not self.refused(call):
+            return site.value
+        self.counters["calls_refused_no_path"] += 1
+        self.log.warning("%s: call %d: no way to carry its GRE (the switch refused the flows): "
+                         "its reply goes to the client as a failure (General Error, "
+                         "No-Resource)", Described(conn), call.client_call_id)
+        return REFUSED_RESULT
 
     def allocate(self, conn: Conn, client_id: int) -> int:
         """The call ID the server will see for ``client_id``."""

@@ -76,6 +76,9 @@ class Rates:
     new_connections: int = 200  # TCP/1723 no tracked connection's flow takes, per port
     control: int = 2000  # segments of control connections the server has answered
     gre: int = 20000  # GRE of keys on the controller path
+    # GRE from an inside host that no flow takes (a pair's outward flow the switch refused,
+    # or junk), per switch port
+    unmatched_gre: int = 1000
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from ryu_pptp_alg.flowtable import FlowEntry, diff
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import GrePaths
 from ryu_pptp_alg.pool import AddressPool
-from ryu_pptp_alg.records import CallState, Conn, ConnState, Hop, StreamMark
+from ryu_pptp_alg.records import CallState, Conn, ConnState, Hop, Path, StreamMark
 from ryu_pptp_alg.rewriter import COOKIE, SEQ_MOD, StreamRewriter
 from ryu_pptp_alg.session import (
     Described,
@@ -124,7 +124,7 @@ class Gateway:
         self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
                               config.public_addresses, self.fence.xid, self.metered)
         self.pool = AddressPool(rec_state, config.public_addresses)
-        self.call_ids = CallIdSpace(rec_state, self.counters, self.log)
+        self.call_ids = CallIdSpace(rec_state, self.counters, self.log, self._refused)
         self.forwards: dict[IPv4Address, IPv4Address] = {}
         self._apply_forwards()
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
@@ -601,6 +601,11 @@ class Gateway:
             call = event.call
             if event.kind == EventKind.CALL_REQUESTED:
                 msgs.extend(self._call_requested(conn, call))
+            elif event.kind == EventKind.CALL_ESTABLISHED and self._refused(call):
+                # Its reply reached the client as a failure (callids): it ends here too.
+                call.state = CallState.CLOSED
+                self.counters["calls_closed"] += 1
+                msgs.extend(self.paths.call_closed(conn, call))
             elif event.kind == EventKind.CALL_ESTABLISHED:
                 self.counters["calls_established"] += 1
                 self.log.debug("%s: call %d established, server call ID %s", Described(conn),
@@ -613,6 +618,9 @@ class Gateway:
                 self.log.debug("%s: call %d closed", Described(conn), call.client_call_id)
                 msgs.extend(self.paths.call_closed(conn, call))
         return msgs, hold
+
+    def _refused(self, call: rec.Call) -> bool:
+        return self.paths.path(call) == Path.REFUSED
 
     def _call_requested(self, conn: Conn, call: rec.Call) -> list[Any]:
         self.counters["calls_requested"] += 1
@@ -641,8 +649,11 @@ class Gateway:
     # --- GRE through the controller ------------------------------------------------------
 
     def _gre(self, in_port: int, ip: Ipv4, frame_len: int) -> list[Any]:
-        """Inward GRE the switch could not place: the key's call ID picks the call."""
-        if in_port not in self.outside_ports or ip.dst not in self.public_addresses:
+        """GRE the switch could not place: inward GRE of a key on the controller path (the
+        key's call ID picks the call), or an inside host's GRE no pair's flow took."""
+        outward = in_port in self.inside_ports
+        if not outward and (in_port not in self.outside_ports
+                            or ip.dst not in self.public_addresses):
             return self._drop("gre_unexpected", "%s -> %s on port %d", ip.src, ip.dst, in_port)
         try:
             call_id = peek_call_id(ip.payload)
@@ -650,6 +661,8 @@ class Gateway:
             return self._drop("bad_gre", "%s -> %s: %s", ip.src, ip.dst, err)
         if ip.ttl <= 1:
             return self._drop("ttl_expired", "GRE from %s", ip.src)
+        if outward:
+            return self._gre_outward(ip, call_id, frame_len)
         call = self.state.key_call((ip.src, ip.dst), call_id)
         pair = None if call is None else self.state.pair_of(call)
         if call is None or pair is None:
@@ -662,6 +675,24 @@ class Gateway:
             else with_call_id(ip.payload, inside_id)
         rewritten = ip._replace(dst=pair.inside_ip, ttl=ip.ttl - 1, payload=payload)
         return self._sender(build_ipv4(rewritten))(pair.to_inside)
+
+    def _gre_outward(self, ip: Ipv4, call_id: int, frame_len: int) -> list[Any]:
+        """An inside host's GRE to its peer: its pair's outward rewrite, done here (the
+        switch refused the flow, or has not got it yet). Its key, the peer's call ID, is
+        never translated."""
+        pairs = self.state.idx.host_pairs.get((ip.src, ip.dst))
+        if not pairs:
+            return self._drop("gre_no_call", "%s -> %s call ID %d (outward)", ip.src, ip.dst,
+                              call_id)
+        pair = pairs[0]  # one: a second public address's pair is refused (outward_conflict)
+        for call in self.state.idx.pair_calls.get(pair.id, ()):
+            if call.outward_id == call_id:
+                call.slow_packets += 1
+                call.slow_bytes += frame_len
+                break
+        self.counters["gre_outward_via_controller"] += 1
+        rewritten = ip._replace(src=pair.public_ip, ttl=ip.ttl - 1)
+        return self._sender(build_ipv4(rewritten))(pair.to_outside)
 
     # --- switch feedback and time --------------------------------------------------------
 
@@ -876,7 +907,8 @@ def _answered(conn: Conn) -> bool:
 _RATE_CLASSES: dict[int, str] = {
     pipeline.PipelineFlow.ARP_INSIDE: "arp", pipeline.PipelineFlow.ARP_PUBLIC: "arp",
     pipeline.PipelineFlow.PPTP_TO_SERVER: "new_connections",
-    pipeline.PipelineFlow.PPTP_FROM_SERVER: "new_connections"}
+    pipeline.PipelineFlow.PPTP_FROM_SERVER: "new_connections",
+    pipeline.PipelineFlow.GRE_OUTWARD_UNMATCHED: "unmatched_gre"}
 
 
 def _rate_class(cookie: int) -> str | None:

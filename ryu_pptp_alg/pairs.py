@@ -176,13 +176,15 @@ class GrePaths:
         """The inward flows the key's pairs call for: the fast pair's id, VIA_CONTROLLER,
         or None (no pairs)."""
         pairs = self.state.idx.key_pairs.get(key)
-        if not pairs or all(p.refused & rec.REFUSED_CONTROLLER for p in pairs):
-            return None  # no pair, or the switch has no room for the key's flow at all
+        if not pairs:
+            return None
         if len(pairs) == 1:
             pair = pairs[0]
-            if pair.installed and not pair.refused and not any(
+            if pair.installed and not pair.refused & rec.REFUSED_INWARD and not any(
                     call.translated for call in self.state.idx.pair_calls.get(pair.id, ())):
                 return pair.id
+        if all(p.refused & rec.REFUSED_CONTROLLER for p in pairs):
+            return None  # the switch has no room for the key's flow to the controller
         return VIA_CONTROLLER
 
     def reconcile(self, key: Key) -> list[Any]:
@@ -237,13 +239,17 @@ class GrePaths:
     # --- reading -----------------------------------------------------------------------------
 
     def path(self, call: Call) -> Path:
+        """Fast: both directions in the switch. Slow: the controller carries one or both
+        (outward GRE no flow takes goes to it, so a refused outward flow costs no path).
+        Refused: inward GRE has no way in (the switch refused every flow it could take)."""
         if call.pair is None:  # no GRE flows at all: it carries nothing
             return Path.REFUSED
         pair = self.state.pairs[call.pair]
-        if pair.refused & (rec.REFUSED_OUTWARD | rec.REFUSED_CONTROLLER):
+        have = self.state.idx.key_flows.get(pair.key)
+        if have is None and pair.refused & (rec.REFUSED_INWARD | rec.REFUSED_CONTROLLER):
             return Path.REFUSED
-        if call.state == CallState.ESTABLISHED \
-                and self.state.idx.key_flows.get(pair.key) == pair.id:
+        if call.state == CallState.ESTABLISHED and have == pair.id \
+                and not pair.refused & rec.REFUSED_OUTWARD:
             return Path.FAST
         return Path.SLOW
 

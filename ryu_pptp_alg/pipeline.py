@@ -32,6 +32,7 @@ class Priority:
     ARP: Final = 2000  # ARP for one of the gateway's addresses -> controller
     GRE_VIA_CONTROLLER: Final = 2000  # GRE of a pending or shared pair -> controller
     GRE_PAIR: Final = 3000  # GRE address rewrites of one pair
+    GRE_OUTWARD_UNMATCHED: Final = 1  # inside GRE no pair's flow takes -> controller
 
 
 # Cookies: 16-bit application tag | 8-bit kind | 40-bit id.
@@ -64,7 +65,7 @@ class Meter(IntEnum):
 
 
 # Budget classes (``config.Rates`` fields) with a meter, or token bucket, per switch port.
-PER_PORT: Final = ("new_connections", "arp")
+PER_PORT: Final = ("new_connections", "arp", "unmatched_gre")
 
 
 def port_meter(gateway: GatewayConfig, port: int, kind: str) -> int:
@@ -156,6 +157,7 @@ class PipelineFlow(IntEnum):
     GRE_UNMATCHED = 5
     ARP_INSIDE = 6
     ARP_PUBLIC = 7  # one flow per public address, all with this cookie
+    GRE_OUTWARD_UNMATCHED = 8  # one flow per inside port
 
 
 def cookie(kind: CookieKind, ident: int) -> int:
@@ -218,6 +220,13 @@ def static_flows(gateway: GatewayConfig, metered: bool = False) -> list[ofmsg.Me
         # GRE of no known call: dropped, and counted by this flow's statistics.
         ofmsg.flow_add(TABLE_GRE, Priority.DEFAULT, ofmsg.match(), [],
                        _pipeline_cookie(PipelineFlow.GRE_UNMATCHED)),
+        # but an inside host's goes to the controller: a pair whose outward flow the
+        # switch refused (a full table) is carried there, needing no flow of its own.
+        *(ofmsg.flow_add(TABLE_GRE, Priority.GRE_OUTWARD_UNMATCHED, ofmsg.match(in_port=port),
+                         to_controller(port_meter(gateway, port, "unmatched_gre")
+                                       if metered else None),
+                         _pipeline_cookie(PipelineFlow.GRE_OUTWARD_UNMATCHED))
+          for port in gateway.inside_ports),
     ]
 
 

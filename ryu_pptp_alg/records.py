@@ -52,13 +52,13 @@ class CallState(StrEnum):
 
 class Path(StrEnum):
     FAST = "fast"  # the switch forwards this call's GRE in both directions
-    SLOW = "slow"  # inward GRE goes through the controller
-    REFUSED = "refused"  # the switch refused a flow its GRE needs: it carries nothing
+    SLOW = "slow"  # the controller carries its GRE one way or both
+    REFUSED = "refused"  # inward GRE has no way in (flows refused, or none): it carries nothing
 
 
-# Flows of a pair the switch refused (``Pair.refused``): its outward rewrite (nothing
-# else can carry that direction), its inward rewrite (the controller path can), or the
-# key's via-controller flow it would have fallen back to.
+# Flows of a pair the switch refused (``Pair.refused``): its outward rewrite (the
+# controller carries that direction then: inside GRE no flow takes goes to it), its
+# inward rewrite (the key's via-controller flow can), or that via-controller flow.
 REFUSED_OUTWARD = 1
 REFUSED_INWARD = 2
 REFUSED_CONTROLLER = 4
@@ -171,6 +171,11 @@ class Call:
         """The call ID that inward GRE (from outside to the public address) carries:
         the inside end's ID as the outside end knows it."""
         return self.server_call_id if self.inbound else self.public_call_id
+
+    @property
+    def outward_id(self) -> int | None:
+        """The call ID that outward GRE carries: the outside end's own."""
+        return self.client_call_id if self.inbound else self.server_call_id
 
     @property
     def inside_id(self) -> int | None:

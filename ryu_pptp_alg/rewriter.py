@@ -34,12 +34,19 @@ from ryu_pptp_alg.records import StreamMark
 
 SEQ_MOD = 1 << 32
 HALF_SEQ = 1 << 31
-PREFIX_LEN = 16  # every call-ID field lies within a message's first 16 bytes
+PREFIX_LEN = 18  # every decided field lies within a message's first 18 bytes
 MAX_EMIT = 1400  # forwarded segments stay within an Ethernet MTU
 COOKIE = pptp.MAGIC_COOKIE.to_bytes(4, "big")
-# Call-ID fields by the wire value of the message type: (type, field name, offset).
+# The two-byte fields decided as they pass, by message type: every call-ID field, and a
+# call reply's result and error codes (a call the NAT cannot carry is answered as failed).
+DECIDED_OFFSETS: dict[pptp.ControlMessageType, tuple[tuple[str, int], ...]] = {
+    t: (*pptp.CALL_ID_OFFSETS.get(t, ()), *pptp.REPLY_RESULT_OFFSETS.get(t, ()))
+    for t in (*pptp.CALL_ID_OFFSETS, *pptp.REPLY_RESULT_OFFSETS)}
+assert all(offset + 2 <= PREFIX_LEN for fields in DECIDED_OFFSETS.values()
+           for _, offset in fields)
+# The same by the wire value of the message type: (type, field name, offset).
 _CALL_ID_FIELDS = {int(t): tuple((t, name, offset) for name, offset in fields)
-                   for t, fields in pptp.CALL_ID_OFFSETS.items()}
+                   for t, fields in DECIDED_OFFSETS.items()}
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,7 @@ class StreamRewriter:
         bounds = []
         at = 0
         while at < size:
-            if size - at < PREFIX_LEN or payload[at + 4:at + 8] != COOKIE:
+            if size - at < pptp.MIN_MESSAGE_LEN or payload[at + 4:at + 8] != COOKIE:
                 return None
             length = int.from_bytes(payload[at:at + 2], "big")
             if not pptp.MIN_MESSAGE_LEN <= length <= pptp.MAX_MESSAGE_LEN \
@@ -195,6 +202,8 @@ class StreamRewriter:
             message_seq = (self.base + start + at) % SEQ_MOD
             fields = _CALL_ID_FIELDS.get(int.from_bytes(data[at + 8:at + 10], "big"), ())
             for msg_type, name, offset in fields:
+                if offset + 2 > length:  # a message too short for its type
+                    continue
                 value = int.from_bytes(data[at + offset:at + offset + 2], "big")
                 new = self.decide(self.context, CallIdSite(message_seq, msg_type, name, value))
                 if new != value:
@@ -269,7 +278,7 @@ class StreamRewriter:
         msg_type = self._prefix_type()
         if self.failed or msg_type is None:
             return received
-        for _, offset in pptp.CALL_ID_OFFSETS.get(msg_type, ()):
+        for _, offset in DECIDED_OFFSETS.get(msg_type, ()):
             field_start = self._msg_start + offset
             if field_start < received < field_start + 2:
                 return field_start
@@ -303,8 +312,12 @@ class StreamRewriter:
         messages: list[StreamMessage] = []
         while self._scanned < received and not self.failed:
             position = self._scanned - self._msg_start
-            in_prefix = position < PREFIX_LEN
-            end = self._msg_start + (PREFIX_LEN if in_prefix else self._msg_len)
+            # The prefix ends at PREFIX_LEN or at a shorter message's end; taken in two
+            # steps, as the length is only known from the first bytes.
+            prefix_end = min(PREFIX_LEN, self._msg_len) if self._msg_len else PREFIX_LEN
+            in_prefix = position < prefix_end
+            end = self._msg_start + (pptp.MIN_MESSAGE_LEN if position < pptp.MIN_MESSAGE_LEN
+                                     else prefix_end if in_prefix else self._msg_len)
             at = self._scanned - self._emitted
             take = min(end, received) - self._scanned
             self._message += self._pending[at:at + take]
@@ -338,7 +351,7 @@ class StreamRewriter:
         msg_type = self._prefix_type()
         if msg_type is None:
             return None
-        for name, offset in pptp.CALL_ID_OFFSETS.get(msg_type, ()):
+        for name, offset in DECIDED_OFFSETS.get(msg_type, ()):
             if self._fields_done & (1 << offset) or len(prefix) < offset + 2:
                 continue
             self._fields_done |= 1 << offset

@@ -37,6 +37,7 @@ __all__ = [
     "MESSAGE_CLASSES",
     "MIN_MESSAGE_LEN",
     "PPTP_PORT",
+    "REPLY_RESULT_OFFSETS",
     "BadLength",
     "BadMagicCookie",
     "BadReservedField",
@@ -567,6 +568,13 @@ CALL_ID_OFFSETS: Final[dict[ControlMessageType, tuple[tuple[str, int], ...]]] = 
     t: tuple((name, _field_offset(cls, name)) for name in cls.CALL_ID_FIELDS)
     for t, cls in MESSAGE_CLASSES.items() if cls.CALL_ID_FIELDS
 }
+
+
+# A call reply's result and error codes, as one two-byte field (result << 8 | error): a
+# NAT that cannot carry a call answers for it by rewriting them in place.
+REPLY_RESULT_OFFSETS: Final[dict[ControlMessageType, tuple[tuple[str, int], ...]]] = {
+    ControlMessageType.OUTGOING_CALL_REPLY: (
+        ("result_code", _field_offset(OutgoingCallReply, "result_code")),)}
 
 
 def message_name(message_type: int) -> str:

@@ -20,7 +20,7 @@ from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import gre, pptp
 from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow, StreamDesync
 from ryu_pptp_alg.codec.reassembly import StreamReassembler
-from ryu_pptp_alg.rewriter import CallIdSite, StreamRewriter
+from ryu_pptp_alg.rewriter import DECIDED_OFFSETS, CallIdSite, StreamRewriter
 from tests.fuzz.engine import Finding, Reader
 
 SEQ = 1 << 32
@@ -202,7 +202,7 @@ def stream(r: Reader, found: list[Finding]) -> None:
         if message is junk:
             good_until = at
             break
-        for _, offset in pptp.CALL_ID_OFFSETS.get(pptp.peek_type(message), ()):
+        for _, offset in DECIDED_OFFSETS.get(pptp.peek_type(message), ()):
             value = int.from_bytes(message[offset:offset + 2], "big") ^ 0x5A5A
             expected[at + offset:at + offset + 2] = value.to_bytes(2, "big")
         at += len(message)

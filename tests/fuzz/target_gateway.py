@@ -341,7 +341,7 @@ class Harness:
         gw = self.gw
         present = set()
         for flow in self.switch.table.flows(pipeline.TABLE_GRE):
-            if flow.priority == 0:
+            if _static(flow.table_id, flow.priority):  # check_other_flows has them
                 continue
             src, dst = IPv4Address(flow.match["ipv4_src"]), IPv4Address(flow.match["ipv4_dst"])
             ident = (flow.cookie, flow.priority, src, dst)
@@ -373,10 +373,10 @@ class Harness:
             return
         wanted = {flow_key(m.table_id, m.priority, m.cookie,
                            _display_match(_normalise_match(m.match)))
-                  for m in self.gw.wanted_flows() if m.table_id != pipeline.TABLE_GRE}
+                  for m in self.gw.wanted_flows() if _static(m.table_id, m.priority)}
         present = {flow_key(f.table_id, f.priority, f.cookie, f.match)
                    for f in self.switch.table.flows()
-                   if f.table_id != pipeline.TABLE_GRE and pipeline.ours(f.cookie)}
+                   if _static(f.table_id, f.priority) and pipeline.ours(f.cookie)}
         for what, keys in (("the records do not want is in", present - wanted),
                            ("the records want is missing from", wanted - present)):
             for key in sorted(keys, key=repr):
@@ -889,6 +889,11 @@ class Harness:
             for node, server_id in ((C2, 0x100), (C3, 0x101)):
                 link = self.open(False, node, 40001, S, pptp.PPTP_PORT, 3000, 3)
                 self.script_call(link, 7, server_id, 1)
+
+
+def _static(table_id: int, priority: int) -> bool:
+    """Outside the per-pair and per-key GRE flows: checked against ``wanted_flows``."""
+    return table_id != pipeline.TABLE_GRE or priority <= pipeline.Priority.GRE_OUTWARD_UNMATCHED
 
 
 def flow_key(table: int, priority: int, cookie: int, match: dict[str, Any]) \

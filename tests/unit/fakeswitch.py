@@ -226,7 +226,8 @@ class FakeSwitch:
         self.apply(self.gateway.tick())
 
     def gre_flows(self) -> list[Any]:
-        return [f for f in self.table.flows(1) if f.priority > 0]
+        return [f for f in self.table.flows(1)
+                if f.priority > pipeline.Priority.GRE_OUTWARD_UNMATCHED]
 
 
 # --- frames the test peers send ----------------------------------------------------------

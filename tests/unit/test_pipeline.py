@@ -183,10 +183,20 @@ def test_arp_for_the_gateway_goes_to_controller_from_its_side_only(table, addres
         assert all(o["out_port"] != ofp.OFPP_CONTROLLER for o in arp(port))
 
 
-def test_gre_of_no_call_is_dropped_and_counted(table):
-    assert table.lookup(ip_packet(ip_proto=47)) == []
-    (unmatched,) = [f for f in table.flows(pipeline.TABLE_GRE)]
+def test_outside_gre_of_no_call_is_dropped_and_counted(table):
+    (outside,) = GATEWAY.outside_ports
+    assert table.lookup(ip_packet(in_port=outside, ip_proto=47)) == []
+    (unmatched,) = [f for f in table.flows(pipeline.TABLE_GRE) if f.priority == 0]
     assert unmatched.packet_count == 1
+
+
+def test_inside_gre_of_no_pair_goes_to_the_controller(table):
+    # A pair whose outward flow the switch refused is carried there.
+    for port in GATEWAY.inside_ports:
+        (out,) = table.lookup(ip_packet(in_port=port, ip_proto=47))
+        assert out["out_port"] == ofp.OFPP_CONTROLLER
+        assert pipeline.decode_cookie(out["cookie"]).ident \
+            == pipeline.PipelineFlow.GRE_OUTWARD_UNMATCHED
 
 
 @pytest.mark.parametrize("packet", [
@@ -225,11 +235,11 @@ def test_metered_pipeline_sends_every_controller_flow_through_a_meter():
     arp = [f for f in to_controller if f.priority == pipeline.Priority.ARP]
     assert sorted((dict(f.match.items())["in_port"], f.instructions[0].meter_id)
                   for f in arp) == sorted(
-        [(p, 17 + 2 * i) for i, p in enumerate(GATEWAY.inside_ports)]
-        + [(p, 17 + 2 * (len(GATEWAY.inside_ports) + i))
+        [(p, 17 + 3 * i) for i, p in enumerate(GATEWAY.inside_ports)]
+        + [(p, 17 + 3 * (len(GATEWAY.inside_ports) + i))
            for i, p in enumerate(GATEWAY.outside_ports) for _ in GATEWAY.public_addresses])
     assert {m.meter_id for m in pipeline.meter_mods(GATEWAY, config_from_dict(VALID).rates)} \
-        == {2, 3, *(16 + i for i in range(2 * len(ports)))}
+        == {2, 3, *(16 + i for i in range(3 * len(ports)))}
     assert REFERENCE["meters"] == {"control": pipeline.Meter.CONTROL, "gre": pipeline.Meter.GRE,
                                    "per_port_first": pipeline.Meter.PORTS,
                                    "per_port": list(pipeline.PER_PORT)}

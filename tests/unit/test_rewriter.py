@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.errors import StreamDesync
 from ryu_pptp_alg.codec.reassembly import StreamReassembler
-from ryu_pptp_alg.rewriter import CallIdSite, StreamRewriter
+from ryu_pptp_alg.rewriter import DECIDED_OFFSETS, CallIdSite, StreamRewriter
 from tests.unit.codec.strategies import ALL_CLASSES, message_strategy
 
 messages_st = st.lists(st.sampled_from(ALL_CLASSES).flatmap(message_strategy), min_size=1,
@@ -20,7 +20,8 @@ messages_st = st.lists(st.sampled_from(ALL_CLASSES).flatmap(message_strategy), m
 
 
 def translate(_context: object, site: CallIdSite) -> int:
-    """A recognisable rewrite: every call-ID field gets its bits flipped."""
+    """A recognisable rewrite: every decided field (call IDs, a call reply's result and
+    error codes) gets its bits flipped."""
     return site.value ^ 0xFFFF
 
 
@@ -28,6 +29,9 @@ def expected_stream(messages: list[pptp.Message]) -> bytes:
     out = b""
     for msg in messages:
         changes = {name: getattr(msg, name) ^ 0xFFFF for name in msg.CALL_ID_FIELDS}
+        if pptp.REPLY_RESULT_OFFSETS.get(msg.TYPE):
+            changes.update(result_code=msg.result_code ^ 0xFF,
+                           error_code=msg.error_code ^ 0xFF)
         out += pptp.build(dataclasses.replace(msg, **changes))
     return out
 
@@ -82,7 +86,8 @@ def test_any_segmentation_forwards_the_translated_stream(messages, cuts, rnd, is
         seen.extend(result.messages)
     assert wire.stream() == expected_stream(messages)
     assert [pptp.parse(m.data) for m in seen] == messages  # originals, each once, in order
-    assert len(sites) == sum(len(m.CALL_ID_FIELDS) for m in messages)  # each decided once
+    assert len(sites) == sum(len(DECIDED_OFFSETS.get(m.TYPE, ()))
+                             for m in messages)  # each decided once
     assert rewriter.held == 0
 
 

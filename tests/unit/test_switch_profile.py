@@ -46,7 +46,8 @@ def gre_flows_before_call_messages(messages: list) -> dict[CMT, set[int]]:
     seen: dict[CMT, set[int]] = {}
     for msg in messages:
         if isinstance(msg, parser.OFPFlowMod) and msg.table_id == pipeline.TABLE_GRE \
-                and msg.command == ofp.OFPFC_ADD and msg.priority > 0:  # not the drop flow
+                and msg.command == ofp.OFPFC_ADD \
+                and msg.priority > pipeline.Priority.GRE_OUTWARD_UNMATCHED:  # not static
             added.add(msg.priority)
         elif isinstance(msg, parser.OFPPacketOut):
             payload = tcp_of_packet_out(msg)

@@ -1,5 +1,3 @@
-# Not collected yet (named *_cases.py, not test_*.py): some cases still fail on the
-# landed code (issue 13: see its notes); rename to test_*.py once the defences pass them.
 """Issue 13, hostile and overloaded: a legitimate call set up while a flood runs.
 
     old 10.0.0.10 --1-\\                                          /- srv 198.51.100.10 (pptpd)

@@ -1,5 +1,3 @@
-# Not collected yet (named *_cases.py, not test_*.py): some cases still fail on the
-# landed code (issue 13: see its notes); rename to test_*.py once the defences pass them.
 """Issue 13, a switch that refuses flows: the GRE table capped by OVS flow_limit.
 
     c1 10.0.0.11 --1-\\                                          /--10-- srv 198.51.100.10
