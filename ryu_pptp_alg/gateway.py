@@ -57,6 +57,7 @@ from ryu_pptp_alg.codec.frame import (
 )
 from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
 from ryu_pptp_alg.config import GatewayConfig, Limits, PortForward, Rates, Timeouts
+from ryu_pptp_alg.counters import CONNECTION_ERROR_PREFIX
 from ryu_pptp_alg.fence import Fence
 from ryu_pptp_alg.flowtable import FlowEntry, diff
 from ryu_pptp_alg.neighbours import Neighbours, Side
@@ -285,6 +286,10 @@ class Gateway:
         except FrameError as err:
             return self._drop("bad_frame", "port %d: %s", in_port, err)
 
+    def _conn_error(self, conn: Conn, name: str) -> None:
+        conn.count_error(name)  # in its session row, and summed over the gateway
+        self.counters[CONNECTION_ERROR_PREFIX + name] += 1
+
     def _drop(self, counter: str, fmt: str, *args: Any) -> list[Any]:
         self.counters[counter] += 1
         self.log.debug("drop (%s): " + fmt, counter, *args)
@@ -512,7 +517,7 @@ class Gateway:
         try:
             result = stream.segment(tcp.seq, tcp.payload)
         except ReassemblyOverflow as overflow:  # its own name: mypyc types one name once
-            conn.count_error("reassembly_overflow")
+            self._conn_error(conn, "reassembly_overflow")
             self.log.warning("%s: %s", describe(conn), overflow)
             return [], []
         parked = stream.parked()
@@ -522,7 +527,7 @@ class Gateway:
         else:
             conn.to_client = kept
         if result.error is not None:
-            conn.count_error("stream_desync")
+            self._conn_error(conn, "stream_desync")
             self.log.warning("%s: control stream lost sync (%s); NAT goes on, calls "
                              "on it are no longer tracked", describe(conn), result.error)
         segments = [tcp if emit.complete and emit.seq == tcp.seq and emit.payload == tcp.payload
@@ -537,12 +542,12 @@ class Gateway:
         # retransmissions need are written at once.
         if isinstance(kept, StreamRewriter) and kept.has_patches():
             self.state.touch(rec.CONN, conn.id)
-        tracker = Tracker(self.state, self.clock(), self.limits)
+        tracker = Tracker(self.state, self.clock(), self.limits, self.counters)
         for message in result.messages:
             try:
                 msg = pptp.parse(message.data)
             except PptpError as err:
-                conn.count_error("bad_message")
+                self._conn_error(conn, "bad_message")
                 self.log.warning("%s: bad control message: %s", describe(conn), err)
                 continue
             self.counters["control_messages"] += 1

@@ -13,12 +13,14 @@ server inside is reached through a port forward and the client is outside.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.config import Limits
+from ryu_pptp_alg.counters import CONNECTION_ERROR_PREFIX
 from ryu_pptp_alg.records import (
     CALL,
     CONN,
@@ -56,10 +58,17 @@ class Event:
 class Tracker:
     """Applies control messages to a connection; returns what happened to its calls."""
 
-    def __init__(self, state: GatewayState, now: float, limits: Limits | None = None) -> None:
+    def __init__(self, state: GatewayState, now: float, limits: Limits | None = None,
+                 counters: Counter[str] | None = None) -> None:
         self.state = state
         self.now = now
         self.limits = limits or Limits()
+        self.counters = counters  # the gateway's: connection errors are summed there too
+
+    def _error(self, conn: Conn, name: str) -> None:
+        conn.count_error(name)
+        if self.counters is not None:
+            self.counters[CONNECTION_ERROR_PREFIX + name] += 1
 
     def client_message(self, conn: Conn, msg: pptp.Message) -> list[Event]:
         match msg:
@@ -124,18 +133,18 @@ class Tracker:
                   msg: pptp.Message) -> list[Event]:
         """The client (PNS) announced its call ID: Outgoing-Call-Request or Incoming-Call-Reply."""
         if conn.state == ConnState.CLOSING:
-            conn.count_error("call_after_close")  # never a call nothing will end
+            self._error(conn, "call_after_close")  # never a call nothing will end
             LOG.info("%s: %s after the connection closed: ignored", describe(conn),
                      pptp.message_name(msg.TYPE))
             return []
         if self._live(conn, "client_call_id", call_id) is not None:
-            conn.count_error("duplicate_call_id")
+            self._error(conn, "duplicate_call_id")
             LOG.warning("%s: %s reuses live call ID %d", describe(conn),
                         pptp.message_name(msg.TYPE), call_id)
             return []
         if len(self.state.calls_of(conn)) >= self.limits.max_calls_per_connection \
                 or len(self.state.calls) >= self.limits.max_calls:
-            conn.count_error("call_cap")  # forwarded (the stream is not ours to cut), not
+            self._error(conn, "call_cap")  # forwarded (the stream is not ours to cut), not
             LOG.warning("%s: call %d over the call caps: not tracked, no GRE flows",
                         describe(conn), call_id)  # tracked: its GRE finds no flows
             return []
@@ -159,7 +168,7 @@ class Tracker:
     def _call(self, conn: Conn, attribute: str, value: int, msg: pptp.Message) -> Call | None:
         call = self._live(conn, attribute, value)
         if call is None:
-            conn.count_error("unknown_call_id")
+            self._error(conn, "unknown_call_id")
             LOG.info("%s: %s names unknown call ID %d", describe(conn),
                      pptp.message_name(msg.TYPE), value)
         return call

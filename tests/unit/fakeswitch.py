@@ -25,6 +25,7 @@ from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.gre import EnhancedGre, build_gre
 from ryu_pptp_alg.config import GatewayConfig, Timeouts
+from ryu_pptp_alg.counters import CATALOGUE
 from ryu_pptp_alg.flowtable import FlowEntry, instructions_key
 from ryu_pptp_alg.gateway import Gateway
 from tests.fakeoftable import FakeOFTable
@@ -142,6 +143,9 @@ class FakeSwitch:
         self.store.append(self.gateway.take_changes())
         problems = self.gateway.problems()
         assert not problems, "\n".join(problems)
+        unlisted = set(self.gateway.counters + self.gateway.neighbours.counters) \
+            - set(CATALOGUE)
+        assert not unlisted, f"counters not in ryu_pptp_alg/counters.py: {sorted(unlisted)}"
 
     def _apply(self, msgs: list[Any]) -> None:
         """Execute a batch; the switch's answers (errors, barrier replies) reach the
