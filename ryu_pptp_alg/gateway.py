@@ -132,6 +132,8 @@ class Gateway:
         # Hosts whose new connections the switch drops (``_block``), until when; transient
         # (a restarted controller lifts them).
         self.blocked: dict[IPv4Address, float] = {}
+        # Told each established call's set-up time in seconds (the metrics' histogram).
+        self.on_call_setup: Callable[[float], None] | None = None
         # Bound once: every connection's rewriters share them.
         self._to_server_decider = self.call_ids.to_server
         self._to_client_decider = self.call_ids.to_client
@@ -613,6 +615,8 @@ class Gateway:
                 msgs.extend(self.paths.call_closed(conn, call))
             elif event.kind == EventKind.CALL_ESTABLISHED:
                 self.counters["calls_established"] += 1
+                if self.on_call_setup is not None:  # metrics: request to reply
+                    self.on_call_setup(self.clock() - call.created)
                 self.log.debug("%s: call %d established, server call ID %s", Described(conn),
                                call.client_call_id, call.server_call_id)
                 pair_msgs = self.paths.call_established(call)
