@@ -18,8 +18,9 @@ test: setup
 unit: setup
 	$(PY) -m pytest tests/unit tests/crosscheck
 
+# DEMO_ARGS="--seconds 120" or "--cli": longer to look at the web page.
 demo: setup
-	$(PY) mininet/demo.py
+	$(PY) mininet/demo.py $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/all.py $(BENCH_ARGS)

@@ -21,7 +21,7 @@ after the last call could end) and runs only between the benchmark's own namespa
     sudo .venv/bin/python bench/flood.py [--calls 10] [--rate 50000] [--mode syn]
         [--call-timeout 15] [--networks alg,linux] [--json F] [--markdown F]
 
-Not part of bench/all.py.
+Part of ``make bench`` (bench/all.py), as ``flood``.
 """
 
 from __future__ import annotations
@@ -155,7 +155,10 @@ def main() -> int:
     parser.add_argument("--networks", default="alg,linux")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--quick", action="store_true", help="3 calls per condition")
     args = parser.parse_args()
+    if args.quick:
+        args.calls = 3
     networks = [n for n in args.networks.split(",") if n]
     if not set(networks) <= {"alg", "linux"} or not 1 <= args.calls <= 200:
         parser.error("--networks: alg and/or linux; --calls 1..200")

@@ -6,7 +6,8 @@ Starts Open vSwitch, the controller (``ryu-pptp-alg``) and the topology in
 runs PoPToP (pptpd) on srv and pptp-linux on each client, with a userspace PPP
 stand-in speaking LCP over the tunnel; prints the session table and the GRE
 flows while the calls are up; hangs up and shows that the flows are gone.
-``--cli`` opens the Mininet CLI while the calls are up.
+``--cli`` opens the Mininet CLI while the calls are up. It prints the URLs of the
+live web page (/pptp/ui/) and the metrics; the calls stay up ``--seconds`` (30) to look.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ def calls_with_traffic(controller: Controller, expected: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=3, help="how long the calls stay up")
-    parser.add_argument("--cli", action="store_true", help="open the Mininet CLI")
+    parser.add_argument("--seconds", type=float, default=30,
+                        help="how long the calls stay up (to look at the web page)")
+    parser.add_argument("--cli", action="store_true",
+                        help="open the Mininet CLI (the calls stay up until you leave it)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("demo: run as root (Mininet and Open vSwitch need it)")
@@ -87,6 +90,7 @@ def run_demo(args: argparse.Namespace, workdir: Path) -> None:
     config["timeouts"] = {"stats_interval": 1}
     with Controller(config, workdir / "controller") as controller:
         section(f"controller: ryu-pptp-alg (REST {controller.url}, log {controller.log_path})")
+        print(f"web page: {controller.url}/pptp/ui/\nmetrics:  {controller.url}/metrics")
         net = Mininet(topo=PptpNatTopo(clients=args.clients), switch=OVSSwitch,
                       controller=RemoteController("c0", ip="127.0.0.1",
                                                   port=controller.of_port),
@@ -115,7 +119,10 @@ def run_demo(args: argparse.Namespace, workdir: Path) -> None:
                           f"{counters['lcp_echo_replies_received']} echo replies received")
                 wait_for(lambda: calls_with_traffic(controller, args.clients), 15,
                          "per-call counters")
-                time.sleep(args.seconds)
+                until = "you leave the CLI" if args.cli else f"{args.seconds:g} s (--seconds)"
+                section(f"calls up until {until}: watch them at {controller.url}/pptp/ui/")
+                if not args.cli:
+                    time.sleep(args.seconds)
                 section("GET /pptp/sessions (calls up)")
                 print(json.dumps(controller.get("/pptp/sessions"), indent=2))
                 section("GRE flows in the switch (table 1)")

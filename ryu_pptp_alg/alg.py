@@ -16,6 +16,8 @@ from ryu_pptp_alg import ofmsg
 from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward, shown
 from ryu_pptp_alg.flowtable import FlowEntry
 from ryu_pptp_alg.gateway import Clock, Gateway
+from ryu_pptp_alg.records import Conn
+from ryu_pptp_alg.session import parse_session_id, session_id
 from ryu_pptp_alg.store import StateStore, StoreError
 
 LOG = logging.getLogger("ryu_pptp_alg.alg")
@@ -160,6 +162,12 @@ class Alg:
             self.compact()
         self.store.maybe_sync(self.clock())
 
+    def counters_of(self, dpid: int) -> Counter[str]:
+        """Where messages for ``dpid`` are counted: its gateway's counters (the Alg's own
+        for a switch no gateway is configured for)."""
+        gateway = self.gateways.get(dpid)
+        return self.counters if gateway is None else gateway.counters
+
     def sessions(self, dpid: int | None = None) -> list[dict[str, Any]]:
         gateways = self.gateways.values() if dpid is None else [self.gateway(dpid)]
         return [row for gateway in gateways for row in gateway.sessions()]
@@ -241,3 +249,49 @@ class Alg:
         except KeyError:
             raise RequestError(404, f"{public} is not forwarded") from None
         return gateway.dpid, msgs, gateway.counters["forward_sessions_torn_down"] - before
+
+    # --- sessions (REST) -------------------------------------------------------------------
+
+    def _session(self, ident: str) -> tuple[Gateway, Conn]:
+        """The gateway and control connection of a session id (``session.session_id``)."""
+        try:
+            dpid, conn_id = parse_session_id(ident)
+        except ValueError:
+            raise RequestError(400, f"session id {shown(ident)} is not DPID-N, as "
+                                    "GET /pptp/sessions lists them") from None
+        gateway = self.gateway(dpid)
+        conn = gateway.state.conns.get(conn_id)
+        if conn is None:
+            raise RequestError(404, f"no session {session_id(dpid, conn_id)}")
+        return gateway, conn
+
+    def session(self, ident: str) -> dict[str, Any]:
+        gateway, conn = self._session(ident)
+        return gateway.session_row(conn)
+
+    def teardown_session(self, ident: str) -> tuple[int, list[ofmsg.Message], dict[str, Any]]:
+        """End a session and all its calls: (dpid, messages for its switch, what ended)."""
+        gateway, conn = self._session(ident)
+        head = self._summary_head(gateway, conn)
+        msgs, summary = gateway.teardown(conn.id)
+        return gateway.dpid, self._stored(gateway, msgs), {**head, **summary}
+
+    def end_call(self, ident: str,
+                 client_call_id: int | str) -> tuple[int, list[ofmsg.Message], dict[str, Any]]:
+        """End one call of a session, the session going on: as ``teardown_session``."""
+        gateway, conn = self._session(ident)
+        text = str(client_call_id)
+        if not (text.isascii() and text.isdecimal() and int(text) <= 0xFFFF):
+            raise RequestError(400, f"call ID {shown(text)} is not 0-65535")
+        head = self._summary_head(gateway, conn)
+        try:
+            msgs, summary = gateway.end_call(conn.id, int(text))
+        except KeyError:
+            raise RequestError(404, f"session {head['id']} has no call with client call "
+                                    f"ID {int(text)}") from None
+        return gateway.dpid, self._stored(gateway, msgs), {**head, **summary}
+
+    @staticmethod
+    def _summary_head(gateway: Gateway, conn: Conn) -> dict[str, Any]:
+        return {"id": session_id(gateway.dpid, conn.id), "dpid": gateway.dpid,
+                "client": f"{conn.client_ip}:{conn.client_port}"}

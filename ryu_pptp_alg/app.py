@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import time
 from typing import Any
 
 from ryu_pptp_alg import compat
@@ -29,18 +30,26 @@ from ryu.controller.handler import (  # noqa: E402
     set_ev_cls,
 )
 from ryu.lib import hub  # noqa: E402
-from ryu.ofproto import ofproto_v1_3  # noqa: E402
+from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser  # noqa: E402
 
 from ryu_pptp_alg import compiled, flags, ofwire  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
 from ryu_pptp_alg.flowtable import entry_of  # noqa: E402
+from ryu_pptp_alg.metrics import METRICS_KEY, Metrics, MetricsController  # noqa: E402
 from ryu_pptp_alg.records import SCHEMA  # noqa: E402
 from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
 from ryu_pptp_alg.store import StateStore, StoreError, open_store  # noqa: E402
+from ryu_pptp_alg.ui import PptpUiController  # noqa: E402
 
 LOG = logging.getLogger("ryu_pptp_alg.app")
 TICK_SECONDS = 1.0
+# Messages sent, counted per gateway by class (ryu_pptp_alg/counters.py has the keys).
+SENT_COUNTERS: dict[type, str] = {
+    ofproto_v1_3_parser.OFPFlowMod: "flow_mods_sent",
+    ofproto_v1_3_parser.OFPPacketOut: "packet_outs_sent",
+    ofproto_v1_3_parser.OFPBarrierRequest: "barriers_sent"}
+OTHER_SENT = "other_messages_sent"
 
 
 def load_configured() -> AlgConfig:
@@ -96,6 +105,9 @@ class PptpAlgApp(app_manager.RyuApp):
                                  ofp_event.EventOFPBarrierReply: self.barrier_reply}
         kwargs["wsgi"].register(PptpRestController,
                                 {ALG_KEY: self.alg, SEND_KEY: self.send_to})
+        kwargs["wsgi"].register(PptpUiController)  # /pptp/ui/: the live web page
+        self.metrics = Metrics(self.alg)
+        kwargs["wsgi"].register(MetricsController, {METRICS_KEY: self.metrics})
         LOG.info("packet-in path: %s (%s)", compiled.BUILD, "ryu_pptp_alg/compiled.py")
         for gateway in self.alg.config.gateways:
             LOG.info("gateway %s: inside ports %s, outside ports %s, public %s",
@@ -179,10 +191,12 @@ class PptpAlgApp(app_manager.RyuApp):
         if not msgs:
             return
         buffers = []
+        counters = self.alg.counters_of(datapath.id)
         for msg in msgs:
             if msg.xid is None:
                 datapath.set_xid(msg)
             buffers.append(ofwire.encode(msg, datapath))
+            counters[SENT_COUNTERS.get(type(msg), OTHER_SENT)] += 1
         self._sending += 1
         try:
             datapath.send(b"".join(buffers))
@@ -208,12 +222,16 @@ class PptpAlgApp(app_manager.RyuApp):
         msg = ev.msg
         datapath = msg.datapath
         in_port = msg.match.get("in_port", 0)
+        started = time.perf_counter()
         try:
             msgs = self.alg.packet_in(datapath.id, in_port, msg.data, msg.cookie)
         except Exception:  # never let one packet take the controller down
             LOG.exception("packet-in from dpid %#x port %d failed", datapath.id, in_port)
             return
         self.send(datapath, msgs)
+        timing = self.metrics.packet_in_by_dpid.get(datapath.id)
+        if timing is not None:
+            timing.observe(time.perf_counter() - started)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def barrier_reply(self, ev: Any) -> None:

@@ -9,11 +9,11 @@ does not exist yet). Which field carries whose ID is stated once, here.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable
 
 from ryu_pptp_alg.codec import pptp
+from ryu_pptp_alg.logs import Log
 from ryu_pptp_alg.records import Call, CallState, Conn
 from ryu_pptp_alg.rewriter import CallIdSite
 from ryu_pptp_alg.session import Described
@@ -37,7 +37,7 @@ REFUSED_RESULT = pptp.OutgoingCallResult.GENERAL_ERROR << 8 | pptp.GeneralErrorC
 
 
 class CallIdSpace:
-    def __init__(self, state: GatewayState, counters: Counter[str], log: logging.Logger,
+    def __init__(self, state: GatewayState, counters: Counter[str], log: Log,
                  refused: Callable[[Call], bool] | None = None) -> None:
         self.state = state
         self.counters = counters

@@ -60,8 +60,19 @@ CATALOGUE: Final[dict[str, CounterSpec]] = {
     "calls_closed": _own("Calls ended."),
     "call_ids_translated": _own("Call IDs translated (a clash through one public address)."),
     "gre_via_controller": _own("Inward GRE packets the controller forwarded (slow path)."),
+    "gre_via_controller_bytes": _own("Bytes of inward GRE the controller forwarded."),
     "gre_outward_via_controller": _own("Outward GRE packets the controller forwarded (a "
                                        "refused outward flow)."),
+    "gre_outward_via_controller_bytes": _own("Bytes of outward GRE the controller "
+                                             "forwarded."),
+    "flow_mods_sent": _own("Flow-mods sent to the switch."),
+    "packet_outs_sent": _own("Packet-outs sent to the switch."),
+    "barriers_sent": _own("Barrier requests sent to the switch."),
+    "other_messages_sent": _own("Other OpenFlow messages sent to the switch (meter-mods, "
+                                "statistics requests)."),
+    "switch_gre_unmatched_dropped": _own("GRE of no known call the switch dropped (its "
+                                         "drop flow's packet count, read every "
+                                         "stats_interval)."),
     "gre_idle_timeouts": _own("GRE pairs ended by their flows' idle timeout."),
     "control_idle_timeouts": _own("Control connections ended by the idle timeout."),
     "streams_resynchronised": _own("Restored control streams picked up at a message "
@@ -71,6 +82,11 @@ CATALOGUE: Final[dict[str, CounterSpec]] = {
     "connections_unrecoverable": _own("Restored control connections reset: their stream "
                                       "could not be picked up."),
     "forward_sessions_torn_down": _own("Sessions torn down with their port forward."),
+    "sessions_torn_down": _own("Sessions torn down on request (REST DELETE)."),
+    "calls_torn_down": _own("Calls ended on request, their connection going on (REST "
+                            "DELETE)."),
+    "injections_resent": _own("Messages the gateway put into a control stream to end a "
+                              "call, sent again for want of an acknowledgement."),
     "arp_requests_sent": _own("ARP requests the gateway sent."),
     "arp_replies_sent": _own("ARP replies the gateway sent."),
     "neighbours_evicted": _own("Neighbours evicted from the full table (least recent)."),

@@ -28,7 +28,7 @@ from typing import Any
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_pptp_alg import ofmsg, pipeline
+from ryu_pptp_alg import ofmsg, pipeline, seqshift
 from ryu_pptp_alg import records as rec
 from ryu_pptp_alg.callids import CallIdSpace
 from ryu_pptp_alg.codec import pptp
@@ -59,13 +59,15 @@ from ryu_pptp_alg.codec.gre import GreError, peek_call_id, with_call_id
 from ryu_pptp_alg.config import GatewayConfig, Limits, PortForward, Rates, Timeouts
 from ryu_pptp_alg.counters import CONNECTION_ERROR_PREFIX
 from ryu_pptp_alg.fence import Fence
-from ryu_pptp_alg.flowtable import FlowEntry, diff
+from ryu_pptp_alg.flowtable import FlowEntry, diff, entry_of
+from ryu_pptp_alg.logs import GatewayLog, log_call
 from ryu_pptp_alg.neighbours import Neighbours, Side
 from ryu_pptp_alg.pairs import GrePaths
 from ryu_pptp_alg.pool import AddressPool
 from ryu_pptp_alg.records import CallState, Conn, ConnState, Hop, Path, StreamMark
-from ryu_pptp_alg.rewriter import COOKIE, SEQ_MOD, StreamRewriter
+from ryu_pptp_alg.rewriter import COOKIE, MAX_EMIT, SEQ_MOD, StreamRewriter
 from ryu_pptp_alg.session import (
+    CloseReason,
     Described,
     Event,
     EventKind,
@@ -85,6 +87,8 @@ GRE_UNMATCHED_COOKIE = pipeline.cookie(pipeline.CookieKind.PIPELINE,
 # A restored stream that shows no message start in this many segments cannot be
 # followed: the connection is reset (both ends) rather than left half-tracked.
 RESYNC_SEGMENTS = 32
+# Times bytes injected into a control stream are sent (once a tick) until acknowledged.
+INJECTION_TRIES = 5
 
 
 class Gateway:
@@ -106,7 +110,9 @@ class Gateway:
             for kind in pipeline.PER_PORT:
                 self._buckets[(kind, port)] = TokenBucket(getattr(self.rates, kind))
         self.clock = clock
-        self.log = logger or logging.getLogger(f"ryu_pptp_alg.gateway.{config.dpid:x}")
+        self.log = GatewayLog(  # every line names its gateway
+            logger or logging.getLogger(f"ryu_pptp_alg.gateway.{config.dpid:x}"),
+            config.name, config.dpid)
         self.connected = False
         self.connected_since: float | None = None
         self.counters: Counter[str] = Counter()
@@ -119,7 +125,8 @@ class Gateway:
             self.mac,
             {INSIDE: Side(INSIDE, config.inside_ports, (config.inside_address.ip,)),
              OUTSIDE: Side(OUTSIDE, config.outside_ports, config.public_addresses)},
-            self.timeouts.arp_retry, self.timeouts.arp_give_up, config.inside_address.network)
+            self.timeouts.arp_retry, self.timeouts.arp_give_up, config.inside_address.network,
+            log=self.log)
         self.state = rec_state = GatewayState()
         self.fence = Fence(config.capabilities.barriers)
         self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
@@ -172,8 +179,8 @@ class Gateway:
         self.last_restore = {"at": timestamp(now), "source": source, **counts,
                              "connections_resynchronised": 0, "connections_closed": 0}
         if counts["control_connections"]:
-            self.log.info("%s restored %d control connections, %d calls, %d GRE pairs%s",
-                          self.config.label, counts["control_connections"], counts["calls"],
+            self.log.info("restored %d control connections, %d calls, %d GRE pairs%s",
+                          counts["control_connections"], counts["calls"],
                           counts["gre_pairs"], f" ({source})" if source else "")
 
     def take_changes(self, lazy: bool = False) -> list[tuple[str, Any, Any]]:
@@ -191,8 +198,8 @@ class Gateway:
         self.connected = True
         self.connected_since = self.clock()
         self.counters["connects"] += 1
-        self.log.info("%s connected: reading its flows (%d GRE pairs kept)",
-                      self.config.label, len(self.state.pairs))
+        self.log.info("connected: reading its flows (%d GRE pairs kept)",
+                      len(self.state.pairs))
         xid = self.fence.xid()
         self._sync_xid = xid
         self._sync_entries = []
@@ -206,7 +213,7 @@ class Gateway:
 
     def datapath_down(self) -> None:
         if self.connected:
-            self.log.warning("%s disconnected; %d control connections kept", self.config.label,
+            self.log.warning("disconnected; %d control connections kept",
                              len(self.state.conns))
         self.connected = False
         self.connected_since = None
@@ -226,7 +233,7 @@ class Gateway:
         self.last_sync = {"at": timestamp(self.clock()), "flows_kept": changes.kept,
                           "flows_added": len(changes.adds),
                           "flows_deleted": len(changes.deletes)}
-        self.log.info("%s flows: %d kept, %d added, %d deleted", self.config.label,
+        self.log.info("flows: %d kept, %d added, %d deleted",
                       changes.kept, len(changes.adds), len(changes.deletes))
         if self.last_restore is not None and "flows_kept" not in self.last_restore:
             self.last_restore.update(self.last_sync)
@@ -245,15 +252,19 @@ class Gateway:
             self.counters["meter_mods_refused"] += 1  # the two is refused by design
             return []
         self.counters["openflow_errors"] += 1
+        near = [(call, self.paths.path(call)) for call in self.paths.calls_near(xid)]
         msgs = self.paths.refused_xid(xid)
         if msgs is None:
-            self.log.warning("%s: OpenFlow error type %d code %d for xid %#x (not a flow "
-                             "of a call)", self.config.label, err_type, code, xid)
+            self.log.warning("OpenFlow error type %d code %d for xid %#x (not a flow "
+                             "of a call)", err_type, code, xid)
             return []
         self.counters["gre_flows_refused"] += 1
-        self.log.warning("%s: the switch refused a GRE flow (xid %#x, error type %d code "
+        self.log.warning("the switch refused a GRE flow (xid %#x, error type %d code "
                          "%d): its calls fall back to the controller path or are refused",
-                         self.config.label, xid, err_type, code)
+                         xid, err_type, code)
+        for call, before in near:
+            if self.paths.path(call) != before and call.state != CallState.CLOSED:
+                self._log_call("path", self.state.conns[call.conn], call, f"from={before}")
         return msgs
 
     # --- packet-in -----------------------------------------------------------------------
@@ -351,6 +362,7 @@ class Gateway:
         if rewritten is None:  # the connection could not be picked up again
             return msgs + self._reset(conn, ip, tcp, from_inside, now)
         segments, events = rewritten
+        segments = self._shifted(conn, segments, from_client)
         flow_msgs, hold = self._apply(conn, events)
         out: list[Any] = []
         for segment in segments:
@@ -425,8 +437,8 @@ class Gateway:
             return []
         self.blocked[host] = now + seconds
         self.counters["hosts_blocked"] += 1
-        self.log.warning("%s: %s keeps opening control connections past its cap of %d: its "
-                         "new ones are dropped in the switch for %ds", self.config.label, host,
+        self.log.warning("%s keeps opening control connections past its cap of %d: its "
+                         "new ones are dropped in the switch for %ds", host,
                          self.limits.max_connections_per_host, seconds)
         return [pipeline.block_flow(host, seconds)]
 
@@ -544,7 +556,7 @@ class Gateway:
         # retransmissions need are written at once.
         if isinstance(kept, StreamRewriter) and kept.has_patches():
             self.state.touch(rec.CONN, conn.id)
-        tracker = Tracker(self.state, self.clock(), self.limits, self.counters)
+        tracker = Tracker(self.state, self.clock(), self.limits, self.counters, self.log)
         for message in result.messages:
             try:
                 msg = pptp.parse(message.data)
@@ -566,24 +578,62 @@ class Gateway:
             self.last_restore["connections_closed"] += 1
         self.log.warning("%s: control stream cannot be picked up again: reset",
                          describe(conn))
-        rst = tcp._replace(flags=TCP_RST | TCP_ACK, payload=b"")
-        back = rst._replace(src_port=tcp.dst_port, dst_port=tcp.src_port, seq=tcp.ack,
-                            ack=(tcp.seq + len(tcp.payload)) % SEQ_MOD)
-        public = (conn.public_ip, conn.public_port)
-        inside_ip, inside_port = conn.inside
-        if from_inside:
-            onward = self._ip_tcp(ip, rst, src=public)
-            reply = self._ip_tcp(ip._replace(src=ip.dst, dst=ip.src, ttl=65), back)
-            to, reply_to = (self._next_hop(ip.dst), OUTSIDE), (ip.src, INSIDE)
-        else:
-            onward = self._ip_tcp(ip, rst, dst=(inside_ip, inside_port))
-            reply = self._ip_tcp(ip._replace(src=ip.dst, dst=ip.src, ttl=65), back)
-            to, reply_to = (inside_ip, INSIDE), (self._next_hop(ip.src), OUTSIDE)
-        msgs = [*self.neighbours.send_via(*to, self._sender(onward), now),
-                *self.neighbours.send_via(*reply_to, self._sender(reply), now)]
-        msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(conn))[0])
+        from_client = from_inside != conn.inbound
+        rst = tcp._replace(flags=TCP_RST | TCP_ACK, payload=b"", options=b"")
+        back = rst._replace(seq=tcp.ack, ack=(tcp.seq + len(tcp.payload)) % SEQ_MOD)
+        msgs = [*self._to_end(conn, from_client, self._shifted(conn, [rst], from_client)[0],
+                              now),
+                *self._to_end(conn, not from_client, back, now)]
+        msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(
+            conn, CloseReason.RESET))[0])
         msgs.extend(self._forget(conn))
         return msgs
+
+    def _to_end(self, conn: Conn, to_server: bool, segment: Tcp, now: float) -> list[Any]:
+        """A segment of ours to one end of ``conn``, as from the other end (its ports are
+        set here): resets, and messages the gateway puts into the stream."""
+        if to_server == conn.inbound:  # to the inside end
+            (src, sport), (dst, dport) = conn.outside, conn.inside
+            hop, side = dst, INSIDE
+        else:
+            (src, sport), (dst, dport) = (conn.public_ip, conn.public_port), conn.outside
+            hop, side = self._next_hop(dst), OUTSIDE
+        tcp = build_tcp(segment._replace(src_port=sport, dst_port=dport), src, dst)
+        return self.neighbours.send_via(hop, side,
+                                        self._sender(build_ipv4(Ipv4(src, dst, IP_PROTO_TCP,
+                                                                     tcp))), now)
+
+    def _shifted(self, conn: Conn, segments: list[Tcp], from_client: bool) -> list[Tcp]:
+        """Segments as their receiver counts, where the gateway injected bytes into the
+        stream (``seqshift``): the sender's seq moved on, the acknowledgement of the
+        other direction moved back (its SACK blocks blanked)."""
+        own = conn.to_server_shift if from_client else conn.to_client_shift
+        other = conn.to_client_shift if from_client else conn.to_server_shift
+        if own is None and other is None:
+            return segments
+        out: list[Tcp] = []
+        for segment in segments:
+            if other is not None and segment.flags & TCP_ACK:
+                ack, settled = seqshift.ack_back(other, segment.ack)
+                if settled is not other:  # injected bytes acknowledged: no more resends
+                    other = settled
+                    if from_client:
+                        conn.to_client_shift = settled
+                    else:
+                        conn.to_server_shift = settled
+                    self.state.touch_lazy(rec.CONN, conn.id)
+                segment = segment._replace(ack=ack,
+                                           options=seqshift.blank_sack(segment.options))
+            pieces = seqshift.split(own, segment.seq, len(segment.payload))
+            if len(pieces) == 1:
+                out.append(segment._replace(seq=pieces[0][2]))
+                continue
+            for at, length, seq in pieces:  # a retransmission across an injection point
+                last = at + length == len(segment.payload)
+                out.append(segment._replace(
+                    seq=seq, payload=segment.payload[at:at + length],
+                    flags=segment.flags if last else segment.flags & ~(TCP_FIN | TCP_PSH)))
+        return out
 
     def _tcp_close(self, conn: Conn, tcp: Tcp) -> list[Any]:
         if not tcp.flags & (TCP_FIN | TCP_RST):
@@ -608,25 +658,31 @@ class Gateway:
             call = event.call
             if event.kind == EventKind.CALL_REQUESTED:
                 msgs.extend(self._call_requested(conn, call))
+                self._log_call("requested", conn, call)
             elif event.kind == EventKind.CALL_ESTABLISHED and self._refused(call):
                 # Its reply reached the client as a failure (callids): it ends here too.
                 call.state = CallState.CLOSED
                 self.counters["calls_closed"] += 1
+                self._log_call("closed", conn, call, f"reason={CloseReason.REFUSED}")
                 msgs.extend(self.paths.call_closed(conn, call))
             elif event.kind == EventKind.CALL_ESTABLISHED:
                 self.counters["calls_established"] += 1
                 if self.on_call_setup is not None:  # metrics: request to reply
                     self.on_call_setup(self.clock() - call.created)
-                self.log.debug("%s: call %d established, server call ID %s", Described(conn),
-                               call.client_call_id, call.server_call_id)
                 pair_msgs = self.paths.call_established(call)
                 hold = hold or bool(pair_msgs)
                 msgs.extend(pair_msgs)
+                self._log_call("established", conn, call)
             elif event.kind == EventKind.CALL_CLOSED:
                 self.counters["calls_closed"] += 1
-                self.log.debug("%s: call %d closed", Described(conn), call.client_call_id)
+                self._log_call("closed", conn, call, f"reason={event.reason}")
                 msgs.extend(self.paths.call_closed(conn, call))
         return msgs, hold
+
+    def _log_call(self, event: str, conn: Conn, call: rec.Call, detail: str = "") -> None:
+        if self.log.isEnabledFor(logging.INFO):  # (the path costs a few look-ups)
+            path = "-" if call.state == CallState.CLOSED else self.paths.path(call)
+            log_call(self.log, self.dpid, event, conn, call, path, detail)
 
     def _refused(self, call: rec.Call) -> bool:
         return self.paths.path(call) == Path.REFUSED
@@ -679,6 +735,7 @@ class Gateway:
         call.slow_packets += 1
         call.slow_bytes += frame_len
         self.counters["gre_via_controller"] += 1
+        self.counters["gre_via_controller_bytes"] += frame_len
         inside_id = call.inside_id
         payload = ip.payload if inside_id is None or inside_id == call_id \
             else with_call_id(ip.payload, inside_id)
@@ -700,6 +757,7 @@ class Gateway:
                 call.slow_bytes += frame_len
                 break
         self.counters["gre_outward_via_controller"] += 1
+        self.counters["gre_outward_via_controller_bytes"] += frame_len
         rewritten = ip._replace(src=pair.public_ip, ttl=ip.ttl - 1)
         return self._sender(build_ipv4(rewritten))(pair.to_outside)
 
@@ -723,7 +781,9 @@ class Gateway:
         for call in list(self.state.idx.pair_calls.get(pair.id, ())):
             call.state = CallState.CLOSED
             self.counters["calls_closed"] += 1
-            msgs.extend(self.paths.call_closed(self.state.conns[call.conn], call))
+            conn = self.state.conns[call.conn]
+            self._log_call("closed", conn, call, f"reason={CloseReason.IDLE}")
+            msgs.extend(self.paths.call_closed(conn, call))
         return msgs
 
     def flow_stats(self, entries: list[FlowEntry], xid: int | None = None,
@@ -780,9 +840,11 @@ class Gateway:
                 self.log.info("control connection %s idle for %ds: torn down", describe(conn),
                               self.timeouts.control_idle)
                 self.counters["control_idle_timeouts"] += 1
-                events = Tracker(self.state, now).connection_closed(conn)
+                events = Tracker(self.state, now).connection_closed(conn, CloseReason.IDLE)
                 msgs.extend(self._apply(conn, events)[0])
                 msgs.extend(self._forget(conn))
+            elif conn.to_server_shift is not None or conn.to_client_shift is not None:
+                msgs.extend(self._resend_injections(conn, now))
         if self.connected and now - self._last_stats >= self.timeouts.stats_interval:
             self._last_stats = now
             msgs.append(parser.OFPFlowStatsRequest(
@@ -848,29 +910,179 @@ class Gateway:
         inside = self.forwards[public]
         self._set_forward(public, None)
         msgs: list[Any] = []
-        now = self.clock()
         for conn in list(self.state.conns.values()):
             if conn.inbound and conn.public_ip == public:
-                msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(conn))[0])
-                msgs.extend(self._forget(conn))
+                # its peers are told, as on request
+                msgs.extend(self._end_conn(conn, CloseReason.FORWARD_REMOVED)[0])
                 self.counters["forward_sessions_torn_down"] += 1
         self.log.info("port forward %s -> %s removed", public, inside)
+        return msgs
+
+    # --- teardown on request (REST) ------------------------------------------------------
+
+    def teardown(self, conn_id: int) -> tuple[list[Any], dict[str, Any]]:
+        """End control connection ``conn_id`` and all its calls (KeyError: no such
+        connection): the OpenFlow messages to send, and what was torn down
+        ({"calls": [client call IDs], "flows_deleted": n, "peers_told": bool})."""
+        msgs, summary = self._teardown(conn_id)
+        return self.fence.sequence(msgs), summary
+
+    def _teardown(self, conn_id: int) -> tuple[list[Any], dict[str, Any]]:
+        conn = self.state.conns[conn_id]
+        msgs, summary = self._end_conn(conn)
+        self.counters["sessions_torn_down"] += 1
+        self.log.info("%s: torn down on request (%d calls, %s)", describe(conn),
+                      len(summary["calls"]), "peers told" if summary["peers_told"]
+                      else "reset only")
+        return msgs, summary
+
+    def _end_conn(self, conn: Conn,
+                  reason: str = CloseReason.TEARDOWN) -> tuple[list[Any], dict[str, Any]]:
+        """End ``conn`` the PPTP way where its streams' positions are known: each end is
+        told its calls are over and the control connection stopped (a Call-Clear-Request
+        per call and a Stop-Control-Connection-Request to the server as from the client;
+        a Call-Disconnect-Notify per call and the same Stop to the client as from the
+        server), then both ends get a RST behind those bytes. Elsewhere a RST only. Its
+        calls and flows go."""
+        now = self.clock()
+        before = self._flow_ids(conn)
+        calls = list(self.state.calls_of(conn))
+        at_server, at_client = _boundary(conn.to_server), _boundary(conn.to_client)
+        told = conn.state not in (ConnState.CONNECTING, ConnState.CLOSING) \
+            and at_server is not None and at_client is not None
+        stop = pptp.build(pptp.StopControlConnectionRequest(
+            reason=pptp.StopControlConnectionReason.STOP_LOCAL_SHUTDOWN))
+        msgs = []
+        for to_server, at, ack in ((True, at_server, at_client), (False, at_client, at_server)):
+            if at is None:  # no known position: a RST at the nearest one, or none at all
+                at, ack = _nearest(conn.to_server if to_server else conn.to_client), None
+                if at is None:
+                    continue
+            data = b"".join(_call_ended(call, to_server) for call in calls) + stop if told \
+                else b""
+            shift = conn.to_server_shift if to_server else conn.to_client_shift
+            seq = seqshift.out_seq(shift, at)
+            msgs.extend(self._inject(conn, to_server, seq, ack, data, now))
+            rst = Tcp(0, 0, (seq + len(data)) % SEQ_MOD, ack or 0,
+                      TCP_RST if ack is None else TCP_RST | TCP_ACK)
+            msgs.extend(self._to_end(conn, to_server, rst, now))
+        msgs.extend(self._apply(conn, Tracker(self.state, now).connection_closed(
+            conn, reason))[0])
+        msgs.extend(self._forget(conn))
+        return msgs, {"calls": [call.client_call_id for call in calls],
+                      "flows_deleted": len(before - self._flow_ids(None)),
+                      "peers_told": told}
+
+    def _inject(self, conn: Conn, to_server: bool, seq: int, ack: int | None, data: bytes,
+                now: float) -> list[Any]:
+        """``data`` into one direction of the stream at the receiver's ``seq``."""
+        msgs: list[Any] = []
+        for at in range(0, len(data), MAX_EMIT):
+            chunk = data[at:at + MAX_EMIT]
+            last = at + len(chunk) == len(data)
+            segment = Tcp(0, 0, (seq + at) % SEQ_MOD, ack or 0,
+                          TCP_ACK | TCP_PSH if last else TCP_ACK, chunk)
+            msgs.extend(self._to_end(conn, to_server, segment, now))
+        return msgs
+
+    def _flow_ids(self, conn: Conn | None) -> set[tuple[int, int, Any]]:
+        """The flows the records want for GRE, and for ``conn``'s segments: what a
+        teardown deleted is what it no longer wants."""
+        tracked = [] if conn is None or not _answered(conn) \
+            else pipeline.tracked_flows(conn, self.mac, self.metered)
+        return {entry_of(msg).identity for msg in (*self.paths.flows(), *tracked)}
+
+    def end_call(self, conn_id: int, client_call_id: int) -> tuple[list[Any], dict[str, Any]]:
+        """End one call of connection ``conn_id``, the connection going on (KeyError: no
+        such connection or call); the same answer as ``teardown``."""
+        msgs, summary = self._end_call(conn_id, client_call_id)
+        return self.fence.sequence(msgs), summary
+
+    def _end_call(self, conn_id: int, client_call_id: int) -> tuple[list[Any], dict[str, Any]]:
+        """The server is sent a Call-Clear-Request (the call's public ID) as from the
+        client, the client a Call-Disconnect-Notify (the server's call ID) as from the
+        server, each at the end of what its stream has been sent. The connection goes on
+        with those bytes counted in its sequence numbers (``Conn.*_shift``); they are sent
+        again until acknowledged. Where a stream's position is not known, the call ends
+        here only (``peers_told`` false)."""
+        conn = self.state.conns[conn_id]
+        call = self.state.call_by(conn, "client_call_id", client_call_id)
+        if call is None:
+            raise KeyError(client_call_id)
+        now = self.clock()
+        before = self._flow_ids(None)
+        at_server, at_client = _boundary(conn.to_server), _boundary(conn.to_client)
+        told = conn.state == ConnState.ESTABLISHED and at_server is not None \
+            and at_client is not None
+        msgs: list[Any] = []
+        if told:
+            assert at_server is not None and at_client is not None
+            msgs.extend(self._inject_kept(conn, True, at_server, at_client,
+                                          _call_ended(call, True), now))
+            notify = _call_ended(call, False)
+            if notify:  # else the client hears the server's answer
+                msgs.extend(self._inject_kept(conn, False, at_client, at_server, notify, now))
+        call.state = CallState.CLOSED
+        self.counters["calls_closed"] += 1
+        self.counters["calls_torn_down"] += 1
+        self._log_call("closed", conn, call, f"reason={CloseReason.TEARDOWN}")
+        msgs.extend(self.paths.call_closed(conn, call))
+        self.log.info("%s: call %d ended on request (%s)", describe(conn), client_call_id,
+                      "peers told" if told else "not told: stream position unknown")
+        return msgs, {"calls": [client_call_id],
+                      "flows_deleted": len(before - self._flow_ids(None)),
+                      "peers_told": told}
+
+    def _inject_kept(self, conn: Conn, to_server: bool, at: int, ack: int, data: bytes,
+                     now: float) -> list[Any]:
+        """``data`` into a stream that goes on: before the sender's byte ``at``, kept in
+        the connection's shift until acknowledged."""
+        shift = seqshift.inject(conn.to_server_shift if to_server else conn.to_client_shift,
+                                at, data, ack)
+        if to_server:
+            conn.to_server_shift = shift
+        else:
+            conn.to_client_shift = shift
+        self.state.touch(rec.CONN, conn.id)  # written before the bytes leave
+        seq = seqshift.injected_at(shift, len(shift.pending) - 1)
+        return self._inject(conn, to_server, seq, ack, data, now)
+
+    def _resend_injections(self, conn: Conn, now: float) -> list[Any]:
+        """Injected bytes not yet acknowledged, sent again (``INJECTION_TRIES`` in all)."""
+        msgs: list[Any] = []
+        for to_server in (True, False):
+            shift = conn.to_server_shift if to_server else conn.to_client_shift
+            if shift is None or not any(i.tries < INJECTION_TRIES for i in shift.pending):
+                continue
+            pending = []
+            for index, injection in enumerate(shift.pending):
+                if injection.tries < INJECTION_TRIES:
+                    msgs.extend(self._inject(conn, to_server, seqshift.injected_at(shift, index),
+                                             injection.ack, injection.data, now))
+                    injection = dataclasses.replace(injection, tries=injection.tries + 1)
+                    self.counters["injections_resent"] += 1
+                pending.append(injection)
+            shift = rec.SeqShift(shift.total, tuple(pending))
+            if to_server:
+                conn.to_server_shift = shift
+            else:
+                conn.to_client_shift = shift
+            self.state.touch_lazy(rec.CONN, conn.id)
         return msgs
 
     # --- reporting -----------------------------------------------------------------------
 
     def sessions(self) -> list[dict[str, Any]]:
         """Rows of the REST session table, one per control connection."""
-        state = self.state
-        rows = []
-        for conn in state.conns.values():
-            calls = []
-            for call in state.calls_of(conn):
-                pair = state.pair_of(call)
-                traffic = (0, 0) if pair is None else pair.traffic()
-                calls.append(call_row(call, self.paths.path(call), traffic))
-            rows.append(conn_row(conn, self.dpid, calls))
-        return rows
+        return [self.session_row(conn) for conn in self.state.conns.values()]
+
+    def session_row(self, conn: Conn) -> dict[str, Any]:
+        calls = []
+        for call in self.state.calls_of(conn):
+            pair = self.state.pair_of(call)
+            traffic = (0, 0) if pair is None else pair.traffic()
+            calls.append(call_row(call, self.paths.path(call), traffic))
+        return conn_row(conn, self.dpid, calls)
 
     def status(self) -> dict[str, Any]:
         config = self.config
@@ -906,6 +1118,39 @@ def _starts_message(payload: bytes) -> bool:
     if len(payload) < 8 or payload[4:8] != COOKIE:
         return False
     return pptp.MIN_MESSAGE_LEN <= int.from_bytes(payload[:2], "big") <= pptp.MAX_MESSAGE_LEN
+
+
+def _call_ended(call: rec.Call, to_server: bool) -> bytes:
+    """What tells one end that ``call`` is over, as its peer would: the server a
+    Call-Clear-Request (the ID it knows the call by), the client a Call-Disconnect-Notify
+    (the server's call ID; none before the server named one)."""
+    if to_server:
+        return pptp.build(pptp.CallClearRequest(call_id=call.public_call_id))
+    if call.server_call_id is None:
+        return b""
+    return pptp.build(pptp.CallDisconnectNotify(
+        call_id=call.server_call_id, result_code=pptp.CallDisconnectResult.ADMIN_SHUTDOWN))
+
+
+def _boundary(stream: Any) -> int | None:
+    """Where a message can go into one direction of a stream: the end of what was sent on,
+    if that is between messages; None where that is not known."""
+    if isinstance(stream, int):
+        return stream
+    if isinstance(stream, StreamRewriter):
+        return stream.boundary()
+    return None
+
+
+def _nearest(stream: Any) -> int | None:
+    """The best guess at where a stream stands, for a RST: None before its SYN."""
+    if isinstance(stream, int):
+        return stream
+    if isinstance(stream, StreamRewriter):
+        return stream.forwarded
+    if isinstance(stream, StreamMark):
+        return stream.seq
+    return None
 
 
 def _answered(conn: Conn) -> bool:

@@ -62,8 +62,10 @@ class Neighbours:
 
     def __init__(self, gateway_mac: str, sides: dict[str, Side], retry: float,
                  give_up: float, inside: IPv4Network | None = None,
-                 max_entries: int = MAX_NEIGHBOURS) -> None:
+                 max_entries: int = MAX_NEIGHBOURS,
+                 log: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
         self.gateway_mac = gateway_mac
+        self.log = LOG if log is None else log  # the gateway's: its lines name it
         self.sides = sides
         self.retry = retry
         self.give_up = give_up
@@ -124,8 +126,8 @@ class Neighbours:
             if now - pending.first_request >= self.give_up:
                 del self.pending[address]
                 self.counters["arp_unresolved_drops"] += len(pending.waiting)
-                LOG.warning("no ARP answer from %s after %.0fs: dropped %d packets",
-                            address, self.give_up, len(pending.waiting))
+                self.log.warning("no ARP answer from %s after %.0fs: dropped %d packets",
+                                 address, self.give_up, len(pending.waiting))
             elif now - pending.last_request >= self.retry:
                 pending.last_request = now
                 msgs.extend(self._request(address, pending.side))

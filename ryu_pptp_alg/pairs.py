@@ -304,6 +304,21 @@ class GrePaths:
             msgs.extend(self.reconcile(pair.key))
         return msgs
 
+    def calls_near(self, xid: int) -> list[Call]:
+        """The calls whose path a refusal of message ``xid`` may change: those of every
+        pair on its key (``refused`` reconciles the key)."""
+        sent = self.sent.get(xid)
+        decoded = None if sent is None else pipeline.decode_cookie(sent[0])
+        key: Key | None = None
+        if decoded is not None and decoded.kind == CookieKind.GRE_PAIR:
+            pair = self.state.pairs.get(decoded.ident)
+            key = None if pair is None else pair.key
+        elif decoded is not None and decoded.kind == CookieKind.GRE_KEY:
+            key = self._key_of(decoded.ident)
+        idx = self.state.idx
+        return [] if key is None else [call for pair in idx.key_pairs.get(key, ())
+                                       for call in idx.pair_calls.get(pair.id, ())]
+
     def _key_of(self, ident: int) -> Key | None:
         index, outside = ident >> 32, ident & 0xFFFFFFFF
         for public, position in self._public_index.items():

@@ -21,6 +21,9 @@ from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Any
 
+# The layout's number. Fields appended to a record's list are optional (a record written
+# before them decodes with their defaults), so adding one keeps the number and an upgrade
+# keeps every call; anything else is a new number.
 SCHEMA = 1
 
 # Kinds of record, as the store names them.
@@ -28,6 +31,8 @@ CONN = "conn"
 CALL = "call"
 PAIR = "pair"
 FORWARD = "fwd"
+META = "meta"  # counters of the state itself: ID_MARK
+ID_MARK = "id_mark"  # ids below it may have been handed out: a restart starts there
 
 
 class Direction(StrEnum):
@@ -82,6 +87,27 @@ class StreamMark:
     patches: tuple[tuple[int, int], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """Bytes the gateway put into one direction of a control stream (a message ending a
+    call), not yet acknowledged by their receiver: sent again until they are."""
+
+    seq: int  # the sender's sequence number the bytes go in before
+    data: bytes
+    ack: int  # the acknowledgement they carry (the other direction's position then)
+    tries: int = 1  # times sent
+
+
+@dataclass(frozen=True, slots=True)
+class SeqShift:
+    """Injected bytes in one direction of a control stream: the sender's later bytes go
+    out this much further on, and the receiver's acknowledgements come back that much
+    lower (``seqshift``). Connection state: it lasts as long as the connection."""
+
+    total: int = 0  # acknowledged injected bytes
+    pending: tuple[Injection, ...] = ()  # in stream order
+
+
 @dataclass(eq=False, slots=True)
 class Conn:
     """One PPTP control connection through the NAT."""
@@ -107,6 +133,9 @@ class Conn:
     # still in the stream, and for translated calls while they live.
     id_map: dict[int, int] | None = None
     errors: Counter[str] | None = None  # created with the first error
+    # Bytes the gateway injected into each direction (``Gateway.end_call``), if any.
+    to_server_shift: SeqShift | None = None
+    to_client_shift: SeqShift | None = None
 
     @property
     def direction(self) -> Direction:
@@ -244,24 +273,42 @@ def decode_stream(value: Any) -> StreamMark | None:
     return StreamMark(int(seq), tuple((int(s), int(b)) for s, b in patches))
 
 
+def encode_shift(shift: SeqShift | None) -> Any:
+    """A shift as the store keeps it: None, or [total, [[seq, data, ack, tries], ...]]."""
+    if shift is None:
+        return None
+    return [shift.total, [[i.seq, i.data, i.ack, i.tries] for i in shift.pending]]
+
+
+def decode_shift(value: Any) -> SeqShift | None:
+    if value is None:
+        return None
+    total, pending = value
+    return SeqShift(int(total), tuple(Injection(int(seq), bytes(data), int(ack), int(tries))
+                                      for seq, data, ack, tries in pending))
+
+
 def encode_conn(conn: Conn) -> list[Any]:
     return [int(conn.client_ip), conn.client_port, int(conn.server_ip), conn.server_port,
             int(conn.public_ip), conn.public_port, conn.created, conn.inbound,
             str(conn.state), conn.last_seen, conn.closed_at, encode_stream(conn.to_server),
             encode_stream(conn.to_client),
             None if conn.id_map is None else [[k, v] for k, v in conn.id_map.items()],
-            None if conn.errors is None else dict(conn.errors)]
+            None if conn.errors is None else dict(conn.errors),
+            encode_shift(conn.to_server_shift), encode_shift(conn.to_client_shift)]
 
 
 def decode_conn(ident: int, value: list[Any]) -> Conn:
     (client_ip, client_port, server_ip, server_port, public_ip, public_port, created,
-     inbound, state, last_seen, closed_at, to_server, to_client, id_map, errors) = value
+     inbound, state, last_seen, closed_at, to_server, to_client, id_map, errors,
+     to_server_shift, to_client_shift) = [*value, None, None][:17]  # shifts came later
     return Conn(int(ident), _ip(client_ip), client_port, _ip(server_ip), server_port,
                 _ip(public_ip), public_port, created, bool(inbound), ConnState(state),
                 last_seen, closed_at, decode_stream(to_server), decode_stream(to_client),
                 None if id_map is None else {int(k): int(v) for k, v in id_map},
                 None if errors is None else Counter({str(k): int(v)
-                                                     for k, v in errors.items()}))
+                                                     for k, v in errors.items()}),
+                decode_shift(to_server_shift), decode_shift(to_client_shift))
 
 
 def encode_call(call: Call) -> list[Any]:

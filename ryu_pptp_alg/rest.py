@@ -1,10 +1,14 @@
 """REST API on Ryu's WSGI server: the live session table and gateway status.
 
 GET    /pptp/sessions[?dpid=N]        -> {"sessions": [...]}
+GET    /pptp/sessions/{id}            -> {"session": {...}}
+DELETE /pptp/sessions/{id}            -> {"torn_down": {...}}: its calls end, then it
+DELETE /pptp/sessions/{id}/calls/{client_call_id} -> {"torn_down": {...}}: that call
 GET    /pptp/gateways                 -> {"gateways": [...]}
 GET    /pptp/forwards[?dpid=N]        -> {"forwards": [...]}
 POST   /pptp/forwards                 {"public": A, "inside": B[, "dpid": N]} -> 201
 DELETE /pptp/forwards/{public}[?dpid=N] -> its sessions are torn down
+GET    /pptp/openapi.json             -> all of this as OpenAPI 3.1 (openapi.py)
 Errors are JSON too: {"error": "..."} with a 4xx status.
 """
 
@@ -18,6 +22,7 @@ from typing import Any
 from ryu.app.wsgi import ControllerBase, Response, route
 from webob import Request
 
+from ryu_pptp_alg import openapi
 from ryu_pptp_alg.alg import Alg, RequestError, UnknownDatapath
 
 LOG = logging.getLogger("ryu_pptp_alg.rest")
@@ -74,6 +79,23 @@ class PptpRestController(ControllerBase):
         return self._answer(lambda: json_response(
             {"sessions": self.alg.sessions(self._dpid(req))}))
 
+    @route(ROUTE_NAME, "/pptp/sessions/{id}", methods=["GET"])
+    def get_session(self, req: Request, id: str, **_: Any) -> Response:
+        return self._answer(lambda: json_response({"session": self.alg.session(id)}))
+
+    @route(ROUTE_NAME, "/pptp/sessions/{id}", methods=["DELETE"])
+    def delete_session(self, req: Request, id: str, **_: Any) -> Response:
+        return self._answer(lambda: self._torn_down(*self.alg.teardown_session(id)))
+
+    @route(ROUTE_NAME, "/pptp/sessions/{id}/calls/{client_call_id}", methods=["DELETE"])
+    def delete_call(self, req: Request, id: str, client_call_id: str, **_: Any) -> Response:
+        return self._answer(lambda: self._torn_down(*self.alg.end_call(id, client_call_id)))
+
+    def _torn_down(self, dpid: int, msgs: list[Any], summary: dict[str, Any]) -> Response:
+        self.send(dpid, msgs)
+        LOG.info("REST: session %s torn down: %s", summary["id"], summary)
+        return json_response({"torn_down": summary})
+
     @route(ROUTE_NAME, "/pptp/forwards", methods=["GET"])
     def list_forwards(self, req: Request, **_: Any) -> Response:
         return self._answer(lambda: json_response(
@@ -106,6 +128,10 @@ class PptpRestController(ControllerBase):
     def list_gateways(self, req: Request, **_: Any) -> Response:
         return json_response({"gateways": self.alg.status()})
 
+    @route(ROUTE_NAME, "/pptp/openapi.json", methods=["GET"])
+    def get_openapi(self, req: Request, **_: Any) -> Response:
+        return json_response(openapi.DOCUMENT)
+
     # Ryu connects a controller's routes in the order of their names: this one, matching
     # any method and any path under /pptp/, must come last.
     @route(ROUTE_NAME, "/pptp/{rest:.*}", requirements={"rest": ".*"})
@@ -119,13 +145,19 @@ class PptpRestController(ControllerBase):
         return error_response(404, f"no such resource: /pptp/{rest}")
 
 
-# The API's paths (by shape) and their methods, for answering a wrong method with 405.
-KNOWN_PATHS = {"sessions": ("GET",), "gateways": ("GET",), "forwards": ("GET", "POST"),
-               "forwards/{public}": ("DELETE",)}
+# The API's paths (templates under /pptp/) and their methods, for answering a wrong method
+# with 405: those the OpenAPI document describes.
+KNOWN_PATHS = {path.removeprefix("/pptp/"): methods
+               for path, methods in openapi.methods().items()}
 
 
 def _shape(rest: str) -> str:
+    """The template a path under /pptp/ has (``{...}`` standing for any one segment)."""
     parts = rest.strip("/").split("/")
-    if len(parts) == 2 and parts[0] == "forwards" and parts[1]:
-        return "forwards/{public}"
+    for template in KNOWN_PATHS:
+        shape = template.split("/")
+        if len(shape) == len(parts) and all(
+                want == part or (want.startswith("{") and part)
+                for want, part in zip(shape, parts, strict=True)):
+            return template
     return "/".join(parts)

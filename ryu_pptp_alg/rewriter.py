@@ -130,6 +130,18 @@ class StreamRewriter:
     def has_patches(self) -> bool:
         return bool(self._patches)
 
+    @property
+    def forwarded(self) -> int:
+        """Sequence number of the first byte not yet forwarded."""
+        return (self.base + self._emitted) % SEQ_MOD
+
+    def boundary(self) -> int | None:
+        """Where a message could go into the stream: the end of what was forwarded, if that
+        is between two messages (None: mid-message, or framing lost)."""
+        if self.failed or self._pending or self._message:
+            return None
+        return self.forwarded
+
     def mark(self) -> StreamMark:
         """Where a restarted controller picks this stream up: the first byte of the message
         in progress (bytes of it already forwarded are skipped there until the next message

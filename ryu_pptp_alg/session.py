@@ -34,8 +34,8 @@ from ryu_pptp_alg.records import (
 )
 from ryu_pptp_alg.state import GatewayState
 
-__all__ = ["Call", "CallState", "Conn", "ConnState", "Described", "Direction", "Event",
-           "EventKind", "Path", "Tracker", "describe", "timestamp"]
+__all__ = ["Call", "CallState", "CloseReason", "Conn", "ConnState", "Described", "Direction",
+           "Event", "EventKind", "Path", "Tracker", "describe", "timestamp"]
 
 LOG = logging.getLogger("ryu_pptp_alg.session")
 
@@ -49,21 +49,39 @@ class EventKind(StrEnum):
     CALL_CLOSED = "call-closed"
 
 
+class CloseReason(StrEnum):
+    """Why a call ended, as its log line says."""
+
+    CLEAR = "clear"  # Call-Disconnect-Notify after the client's Call-Clear-Request
+    DISCONNECT = "disconnect"  # Call-Disconnect-Notify unasked
+    REJECTED = "rejected"  # the server's reply said it failed
+    STOP = "stop"  # Stop-Control-Connection
+    CONNECTION_CLOSED = "connection_closed"  # TCP FIN or RST
+    RESET = "reset"  # a stream the gateway could not follow: reset
+    IDLE = "idle"  # its GRE flows or its control connection went idle
+    FORWARD_REMOVED = "forward_removed"
+    TEARDOWN = "teardown"  # asked over REST
+    REFUSED = "refused"  # nothing could carry its GRE
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: EventKind
     call: Call
+    reason: str = ""  # a CloseReason, for CALL_CLOSED
 
 
 class Tracker:
     """Applies control messages to a connection; returns what happened to its calls."""
 
     def __init__(self, state: GatewayState, now: float, limits: Limits | None = None,
-                 counters: Counter[str] | None = None) -> None:
+                 counters: Counter[str] | None = None,
+                 log: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
         self.state = state
         self.now = now
         self.limits = limits or Limits()
         self.counters = counters  # the gateway's: connection errors are summed there too
+        self.log = LOG if log is None else log  # the gateway's: its lines name it
 
     def _error(self, conn: Conn, name: str) -> None:
         conn.count_error(name)
@@ -86,7 +104,8 @@ class Tracker:
                 if call is not None:
                     self._set_call_state(call, CallState.CLEARING)
             case pptp.CallDisconnectNotify(call_id=call_id):
-                return self._close(self._call(conn, "client_call_id", call_id, msg))
+                return self._close(self._call(conn, "client_call_id", call_id, msg),
+                                   CloseReason.DISCONNECT)
             case pptp.StopControlConnectionRequest() | pptp.StopControlConnectionReply():
                 return self._stop(conn)
         return []
@@ -106,7 +125,7 @@ class Tracker:
                 if call.state != CallState.REQUESTED:
                     return []
                 if result != CALL_CONNECTED:
-                    return self._close(call)
+                    return self._close(call, CloseReason.REJECTED)
                 self.state.set_server_call_id(call, server_id)
                 self._set_call_state(call, CallState.ESTABLISHED)
                 return [Event(EventKind.CALL_ESTABLISHED, call)]
@@ -117,16 +136,18 @@ class Tracker:
                 self._set_call_state(call, CallState.ESTABLISHED)
                 return [Event(EventKind.CALL_ESTABLISHED, call)]
             case pptp.CallDisconnectNotify(call_id=server_id):
-                return self._close(self._call(conn, "server_call_id", server_id, msg))
+                return self._close(self._call(conn, "server_call_id", server_id, msg),
+                                   CloseReason.DISCONNECT)
             case pptp.StopControlConnectionRequest() | pptp.StopControlConnectionReply():
                 return self._stop(conn)
         return []
 
-    def connection_closed(self, conn: Conn) -> list[Event]:
+    def connection_closed(self, conn: Conn,
+                          reason: str = CloseReason.CONNECTION_CLOSED) -> list[Event]:
         """TCP FIN/RST, a timeout or a teardown: every call on the connection ends."""
         events: list[Event] = []
         for call in list(self.state.calls_of(conn)):
-            events.extend(self._close(call))
+            events.extend(self._close(call, reason))
         return events
 
     def _new_call(self, conn: Conn, call_id: int, server_call_id: int | None,
@@ -134,18 +155,18 @@ class Tracker:
         """The client (PNS) announced its call ID: Outgoing-Call-Request or Incoming-Call-Reply."""
         if conn.state == ConnState.CLOSING:
             self._error(conn, "call_after_close")  # never a call nothing will end
-            LOG.info("%s: %s after the connection closed: ignored", describe(conn),
+            self.log.info("%s: %s after the connection closed: ignored", describe(conn),
                      pptp.message_name(msg.TYPE))
             return []
         if self._live(conn, "client_call_id", call_id) is not None:
             self._error(conn, "duplicate_call_id")
-            LOG.warning("%s: %s reuses live call ID %d", describe(conn),
+            self.log.warning("%s: %s reuses live call ID %d", describe(conn),
                         pptp.message_name(msg.TYPE), call_id)
             return []
         if len(self.state.calls_of(conn)) >= self.limits.max_calls_per_connection \
                 or len(self.state.calls) >= self.limits.max_calls:
             self._error(conn, "call_cap")  # forwarded (the stream is not ours to cut), not
-            LOG.warning("%s: call %d over the call caps: not tracked, no GRE flows",
+            self.log.warning("%s: call %d over the call caps: not tracked, no GRE flows",
                         describe(conn), call_id)  # tracked: its GRE finds no flows
             return []
         call = Call(self.state.new_id(), conn.id, client_call_id=call_id,
@@ -157,7 +178,7 @@ class Tracker:
     def _stop(self, conn: Conn) -> list[Event]:
         if conn.state != ConnState.CLOSING:
             self._set_state(conn, ConnState.STOPPING)
-        return self.connection_closed(conn)
+        return self.connection_closed(conn, CloseReason.STOP)
 
     def _live(self, conn: Conn, attribute: str, value: int) -> Call | None:
         for call in self.state.calls_of(conn):
@@ -169,7 +190,7 @@ class Tracker:
         call = self._live(conn, attribute, value)
         if call is None:
             self._error(conn, "unknown_call_id")
-            LOG.info("%s: %s names unknown call ID %d", describe(conn),
+            self.log.info("%s: %s names unknown call ID %d", describe(conn),
                      pptp.message_name(msg.TYPE), value)
         return call
 
@@ -181,11 +202,13 @@ class Tracker:
         call.state = state
         self.state.touch(CALL, call.id)
 
-    def _close(self, call: Call | None) -> list[Event]:
+    def _close(self, call: Call | None, reason: str) -> list[Event]:
         if call is None or call.state == CallState.CLOSED:
             return []
+        if reason == CloseReason.DISCONNECT and call.state == CallState.CLEARING:
+            reason = CloseReason.CLEAR
         call.state = CallState.CLOSED
-        return [Event(EventKind.CALL_CLOSED, call)]
+        return [Event(EventKind.CALL_CLOSED, call, reason)]
 
 
 def describe(conn: Conn) -> str:
@@ -222,8 +245,23 @@ def call_row(call: Call, path: Path, traffic: tuple[int, int]) -> dict[str, Any]
     }
 
 
+def session_id(dpid: int, conn_id: int) -> str:
+    """A session's id in the REST API: stable, as the Conn record id survives restarts."""
+    return f"{dpid}-{conn_id}"
+
+
+def parse_session_id(text: str) -> tuple[int, int]:
+    """(dpid, conn id) of a ``session_id``; ValueError if it is not one."""
+    dpid, sep, conn_id = text.partition("-")
+    if not (sep and text.isascii() and dpid.isdecimal() and conn_id.isdecimal()) \
+            or len(text) > 42:
+        raise ValueError(text)
+    return int(dpid), int(conn_id)
+
+
 def conn_row(conn: Conn, dpid: int, calls: list[dict[str, Any]]) -> dict[str, Any]:
     return {
+        "id": session_id(dpid, conn.id),
         "dpid": dpid,
         "direction": str(conn.direction),
         "client": f"{conn.client_ip}:{conn.client_port}",

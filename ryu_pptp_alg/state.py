@@ -25,6 +25,8 @@ ConnKey = tuple[IPv4Address, int, IPv4Address, int]
 Change = tuple[str, Any, Any]
 
 
+ID_BLOCK = 1024  # ids handed out per write of the stored id mark
+
 # Inward GRE flows of one key in the switch: to the controller, or rewritten to the
 # inside host of its one fast pair (its id: pair ids start at 1); none is no entry.
 VIA_CONTROLLER = 0
@@ -73,13 +75,20 @@ class GatewayState:
         # session table): written with the next write, or within a second.
         self.lazy: set[tuple[str, Any]] = set()
         self._next_id = 1
+        self._id_mark = 1  # stored: no id below it is given out again, even after a restart
         self._next_pair = 1
 
     # --- ids and change notes ------------------------------------------------------------
 
     def new_id(self) -> int:
+        """Connection and call ids: never the same twice for one gateway (a session's id
+        names it in the REST API), so the store keeps a mark ahead of them, moved on a
+        block at a time."""
         ident = self._next_id
         self._next_id += 1
+        if ident >= self._id_mark:  # written with the record that first keeps such an id
+            self._id_mark = ident + ID_BLOCK
+            self.touch_lazy(rec.META, rec.ID_MARK)
         return ident
 
     def new_pair_id(self, limit: int) -> int:
@@ -117,6 +126,8 @@ class GatewayState:
         if kind == rec.PAIR:
             pair = self.pairs.get(ident)
             return None if pair is None else rec.encode_pair(pair)
+        if kind == rec.META:
+            return self._id_mark
         if kind == rec.FORWARD:
             address = IPv4Address(ident)
             if address not in self.forwards:
@@ -132,6 +143,7 @@ class GatewayState:
             rec.CALL: {i: rec.encode_call(c) for i, c in self.calls.items()},
             rec.PAIR: {i: rec.encode_pair(p) for i, p in self.pairs.items()},
             rec.FORWARD: {str(a): "" if i is None else str(i) for a, i in self.forwards.items()},
+            rec.META: {rec.ID_MARK: self._id_mark},
         }
 
     def load(self, stored: dict[str, dict[Any, Any]]) -> None:
@@ -144,7 +156,8 @@ class GatewayState:
                       for i, v in stored.get(rec.PAIR, {}).items()}
         self.forwards = {IPv4Address(a): IPv4Address(i) if i else None
                          for a, i in stored.get(rec.FORWARD, {}).items()}
-        self._next_id = max([*self.conns, *self.calls], default=0) + 1
+        mark = int(stored.get(rec.META, {}).get(rec.ID_MARK, 0))
+        self._next_id = self._id_mark = max([*self.conns, *self.calls, mark - 1], default=0) + 1
         self._next_pair = max(self.pairs, default=0) + 1
         self.dirty.clear()
         self.lazy.clear()

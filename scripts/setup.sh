@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything ryu-pptp-alg needs on Debian 12, as root. Safe to run again.
-#   apt: Open vSwitch, Mininet, tshark, the real PPTP peers, netfilter tools
+#   apt: Open vSwitch, Mininet, tshark, the real PPTP peers, netfilter tools, chromium
 #   venv: .venv made from Debian's python3 with system site packages (Mininet),
 #         Ryu 4.34 built with setuptools<67 (constraints.txt)
 #   the packet-in path compiled with mypyc (scripts/compile.py; again when its sources change)
@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  openvswitch-switch mininet tshark pptpd pptp-linux
+  openvswitch-switch mininet tshark pptpd pptp-linux prometheus etcd-server
   iproute2 iptables ethtool tcpdump curl iputils-ping python3-venv python3-dev gcc make
+  chromium  # the web page's browser test drives it with Playwright (no browser download)
 )
 
 missing=()

@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 from ryu_pptp_alg import pipeline
+from ryu_pptp_alg.app import OTHER_SENT, SENT_COUNTERS
 from ryu_pptp_alg.counters import CATALOGUE, CONNECTION_ERROR_PREFIX, FAMILIES, family_help, metric
 
 SOURCES = Path(__file__).resolve().parents[2] / "ryu_pptp_alg"
 LITERAL = re.compile(r'(?<!switch_)counters\["([a-z_]+)"\]|_drop\(\s*"([a-z_]+)"')
 ERROR = re.compile(r'(?:_error|_conn_error)\(conn, "([a-z_]+)"\)')
+SWITCH = re.compile(r'switch_counters\["([a-z_]+)"\]')
 UNKNOWN_DPID = re.compile(r'_known\(dpid, "([a-z_]+)"\)')
 
 
@@ -22,6 +24,8 @@ def counted_keys() -> set[str]:
         keys.update(a or b for a, b in LITERAL.findall(text))
         keys.update(CONNECTION_ERROR_PREFIX + name for name in ERROR.findall(text))
         keys.update(f"unknown_dpid_{event}" for event in UNKNOWN_DPID.findall(text))
+        keys.update(f"switch_{name}" for name in SWITCH.findall(text))
+    keys.update([*SENT_COUNTERS.values(), OTHER_SENT])  # by message class, in the app's send
     # Formatted keys: the budgets without meters, and connections by direction.
     keys.update(f"rate_limited_{kind}" for kind in (*pipeline.PER_PORT, "control", "gre"))
     keys.update(f"control_connections_{d}" for d in ("outbound", "inbound"))

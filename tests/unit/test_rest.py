@@ -13,9 +13,11 @@ compat.apply()
 
 from ryu.app.wsgi import WSGIApplication  # noqa: E402
 
+from ryu_pptp_alg import openapi  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
 from ryu_pptp_alg.config import config_from_dict  # noqa: E402
 from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
+from tests.unit.openapi_check import check_answer  # noqa: E402
 from tests.unit.test_config import VALID  # noqa: E402
 
 
@@ -42,17 +44,24 @@ def app(alg, sent):
 
 
 def call(app, method, path, body=None):
+    """Status and JSON body of a request; the answer must match its OpenAPI schema."""
     request = Request.blank(path, method=method)
     if body is not None:
         request.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         request.content_type = "application/json"
     response = request.get_response(app)
-    return response.status_int, json.loads(response.body)
+    answer = json.loads(response.body)
+    check_answer(method, path, response.status_int, response.headers, answer)
+    return response.status_int, answer
 
 
 @pytest.fixture
 def get(app):
     return lambda path: call(app, "GET", path)
+
+
+def test_the_openapi_document_is_served(get):
+    assert get("/pptp/openapi.json") == (200, openapi.DOCUMENT)
 
 
 def test_empty_session_table(get):
@@ -153,6 +162,11 @@ def test_a_body_nested_too_deeply_is_a_clear_400(app):
     ("POST", "/pptp/sessions", 405, "use GET"),
     ("PUT", "/pptp/forwards", 405, "use GET, POST"),
     ("GET", "/pptp/forwards/203.0.113.1", 405, "use DELETE"),
+    ("POST", "/pptp/sessions/1-1", 405, "use GET, DELETE"),
+    ("GET", "/pptp/sessions/1-1/calls/7", 405, "use DELETE"),
+    ("DELETE", "/pptp/openapi.json", 405, "use GET"),
+    ("DELETE", "/pptp/gateways", 405, "use GET"),
+    ("DELETE", "/pptp/sessions/1-1/calls", 404, "no such resource"),
 ])
 def test_unknown_paths_and_methods_answer_json(app, method, path, status, fragment):
     code, answer = call(app, method, path)
