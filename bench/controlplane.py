@@ -433,7 +433,8 @@ async def run_calls(session: Session, calls: int, concurrency: int,
         unexpected=bench.unexpected - unexpected_before,
         bad=bench.bad_packet_outs - bad_before, sim_cpu_s=cpu,
         controller_cpu_s=ctl, messages=messages,
-        flow_entries=switch.table.count(pipeline.TABLE_GRE))
+        flow_entries=switch.table.count(pipeline.TABLE_GRE,
+                                        pipeline.Priority.GRE_OUTWARD_UNMATCHED + 1))
 
 
 async def run_offered(session: Session, rate: float, calls: int,
@@ -590,7 +591,8 @@ def measure_memory(settings: Settings, checkpoints: list[int], window: int,
                 "calls": established, "rss_kib": rss, "delta_kib": rss - before,
                 "kib_per_call": round((rss - before) / established, 3) if established else 0,
                 "setups_per_s_in_batch": result.summary()["setups_per_s"],
-                "flow_entries": session.switch.table.count(pipeline.TABLE_GRE),
+                "flow_entries": session.switch.table.count(
+                    pipeline.TABLE_GRE, pipeline.Priority.GRE_OUTWARD_UNMATCHED + 1),
             })
         return {"rss_before_kib": before, "checkpoints": points}
     return with_controller(settings, f"memory-{index}", body)
