@@ -112,15 +112,27 @@ def test_control_connection_is_natted_through_the_controller(net):
 
 
 def test_gre_without_a_call_is_dropped_and_counted(net):
-    _, bridge, h1, _, _ = net
+    """From outside: by the switch (its drop flow counts it). From inside: at the
+    controller (it could be a pair whose outward flow the switch refused), counted."""
+    controller, bridge, h1, _, srv = net
     frame = build_gre(EnhancedGre(call_id=7, payload=b"\xff\x03\xc0\x21", sequence=1))
-    send = ("import socket\n"
-            "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)\n"
-            f"s.sendto({frame!r}, ('{SERVER}', 0))\n")
-    h1.run(sys.executable, "-c", send)  # resolves the gateway first
-    wait_for(lambda: h1.run(sys.executable, "-c", send) and
+
+    def sender(dst: str) -> str:
+        return ("import socket\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)\n"
+                f"s.sendto({frame!r}, ('{dst}', 0))\n")
+    srv.run(sys.executable, "-c", sender("203.0.113.1"))  # resolves the gateway first
+    wait_for(lambda: srv.run(sys.executable, "-c", sender("203.0.113.1")) and
              packets(bridge, static_cookie(PipelineFlow.GRE_UNMATCHED)) > 0, 10,
-             "GRE to hit the unmatched-GRE drop flow")
+             "GRE from outside to hit the unmatched-GRE drop flow")
+    h1.run(sys.executable, "-c", sender(SERVER))
+
+    def inside_drops() -> bool:
+        h1.run(sys.executable, "-c", sender(SERVER))
+        (gateway,) = controller.get("/pptp/gateways")["gateways"]
+        return packets(bridge, static_cookie(PipelineFlow.GRE_OUTWARD_UNMATCHED)) > 0 \
+            and gateway["counters"].get("gre_no_call", 0) > 0
+    wait_for(inside_drops, 10, "GRE from inside to reach the controller and be dropped")
     assert packets(bridge, static_cookie(PipelineFlow.GRE_TO_GRE_TABLE)) > 0
 
 
