@@ -14,6 +14,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -23,6 +24,11 @@ DEFAULT_NEXT_TABLE = 2
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 DEFAULT_STATE_PATH = Path("/var/lib/ryu-pptp-alg/state.msgpack")
 MAX_FSYNC_INTERVAL = 3600.0
+INSTANCE_RE = re.compile(r"[A-Za-z0-9.:_-]{0,64}")  # a part of etcd keys: no /
+DEFAULT_ETCD_ENDPOINTS = ("http://127.0.0.1:2379",)
+DEFAULT_ETCD_PREFIX = "/ryu-pptp-alg/"
+# etcd raises a shorter lease to its minimum, 2 s with its default timings.
+MIN_LEASE_TTL, MAX_LEASE_TTL = 2, 3600
 
 T = TypeVar("T")
 
@@ -158,11 +164,13 @@ class Limits:
 class StateBackend(StrEnum):
     """Where the controller keeps its records across restarts (``ryu_pptp_alg.store``).
 
-    ``file``: a snapshot and an append-only journal on local disk. ``none``: nothing is
-    kept; a restarted controller starts cold.
+    ``file``: a snapshot and an append-only journal on local disk. ``etcd``: an etcd
+    cluster shared by the controllers of a high-availability group (``etcdstore``).
+    ``none``: nothing is kept; a restarted controller starts cold.
     """
 
     FILE = "file"
+    ETCD = "etcd"
     NONE = "none"
 
 
@@ -175,6 +183,19 @@ class StateConfig:
     backend: StateBackend = StateBackend.FILE
     path: Path = DEFAULT_STATE_PATH  # the snapshot; the journal is <path>.journal
     fsync_interval: float = 1.0
+    # backend etcd: the members' client URLs, the key prefix, and the masters' lease:
+    # a controller that dies loses its switches to a standby about lease_ttl s later.
+    endpoints: tuple[str, ...] = DEFAULT_ETCD_ENDPOINTS
+    prefix: str = DEFAULT_ETCD_PREFIX
+    lease_ttl: int = 2
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """The ``ha:`` section (with ``state.backend: etcd``): this instance's name in the
+    group's election, unique in the group; "" names it hostname:OpenFlow-port."""
+
+    instance: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +205,7 @@ class AlgConfig:
     state: StateConfig = StateConfig()
     limits: Limits = Limits()
     rates: Rates = Rates()
+    ha: HaConfig = HaConfig()
 
     def gateway(self, dpid: int) -> GatewayConfig | None:
         for gateway in self.gateways:
@@ -229,7 +251,7 @@ def parse_config(text: str) -> AlgConfig:
 
 
 def config_from_dict(document: Any) -> AlgConfig:
-    top = _mapping(document, "", {"gateways", "timeouts", "state", "limits", "rates"})
+    top = _mapping(document, "", {"gateways", "timeouts", "state", "limits", "rates", "ha"})
     if "gateways" not in top:
         raise ConfigError("gateways", "missing (a list with one entry per NAT switch)")
     entries = _list(top["gateways"], "gateways")
@@ -245,7 +267,17 @@ def config_from_dict(document: Any) -> AlgConfig:
     return AlgConfig(gateways=gateways, timeouts=_timeouts(top.get("timeouts") or {}),
                      state=_state({} if top.get("state") is None else top["state"]),
                      limits=_limits(top.get("limits") or {}),
-                     rates=_rates(top.get("rates") or {}))
+                     rates=_rates(top.get("rates") or {}),
+                     ha=_ha({} if top.get("ha") is None else top["ha"]))
+
+
+def _ha(value: Any) -> HaConfig:
+    fields = _mapping(value, "ha", set(HaConfig.__dataclass_fields__))
+    instance = fields.get("instance", "")
+    if not isinstance(instance, str) or not INSTANCE_RE.fullmatch(instance):
+        raise ConfigError("ha.instance", f"expected a name of letters, digits and .:_- "
+                                         f"(at most 64), got {_describe(instance)}")
+    return HaConfig(instance=instance)
 
 
 def _rates(value: Any) -> Rates:
@@ -298,8 +330,39 @@ def _state(value: Any) -> StateConfig:
         raise ConfigError("state.fsync_interval",
                           f"{interval} is out of range [0, {MAX_FSYNC_INTERVAL:g}] "
                           "(0: flush every change to disk)")
+    prefix = fields.get("prefix", DEFAULT_ETCD_PREFIX)
+    if not isinstance(prefix, str) or not prefix.endswith("/") or prefix.strip() != prefix:
+        raise ConfigError("state.prefix", f"expected a key prefix ending in /, e.g. "
+                                          f"{DEFAULT_ETCD_PREFIX}, got {_describe(prefix)}")
     return StateConfig(backend=StateBackend(backend), path=Path(path),
-                       fsync_interval=float(interval))
+                       fsync_interval=float(interval),
+                       endpoints=_endpoints(fields.get("endpoints", list(DEFAULT_ETCD_ENDPOINTS))),
+                       prefix=prefix,
+                       lease_ttl=_int(fields.get("lease_ttl", 2), "state.lease_ttl",
+                                      MIN_LEASE_TTL, MAX_LEASE_TTL))
+
+
+def _endpoints(value: Any) -> tuple[str, ...]:
+    """etcd client URLs: ``http(s)://host:port``, each once."""
+    endpoints = _list(value, "state.endpoints")
+    if not endpoints:
+        raise ConfigError("state.endpoints", "must list at least one etcd client URL")
+    for i, url in enumerate(endpoints):
+        key = f"state.endpoints[{i}]"
+        if not isinstance(url, str):
+            raise ConfigError(key, f"expected a URL, got {_describe(url)}")
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port is None \
+                or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(key, f"{shown(url)} is not an etcd client URL like "
+                                   f"{DEFAULT_ETCD_ENDPOINTS[0]}")
+        if endpoints.index(url) != i:
+            raise ConfigError(key, f"{url} is listed twice")
+    return tuple(endpoints)
 
 
 def _gateway(entry: Any, key: str) -> GatewayConfig:
@@ -482,6 +545,7 @@ __all__ = [
     "AlgConfig",
     "ConfigError",
     "GatewayConfig",
+    "HaConfig",
     "PortForward",
     "StateBackend",
     "StateConfig",

@@ -736,9 +736,16 @@ def _prune(gateways: dict[int, Records]) -> None:
             del gateways[dpid]
 
 
+def _etcd_store(config: StateConfig, schema: int, logger: logging.Logger | None) -> StateStore:
+    from ryu_pptp_alg.etcdstore import EtcdStore  # it builds on this module
+
+    return EtcdStore(config.endpoints, config.prefix, schema, logger=logger)
+
+
 BACKENDS: dict[StateBackend, Callable[[StateConfig, int, logging.Logger | None], StateStore]] = {
     StateBackend.FILE: lambda config, schema, logger: FileStore(
         config.path, schema, config.fsync_interval, logger=logger),
+    StateBackend.ETCD: _etcd_store,
     StateBackend.NONE: lambda config, schema, logger: NullStore(),
 }
 

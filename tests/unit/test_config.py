@@ -173,6 +173,18 @@ def test_state_section():
     assert config_from_dict(with_state({"fsync_interval": 2.5})).state.fsync_interval == 2.5
 
 
+def test_etcd_state_section():
+    assert StateConfig().endpoints == ("http://127.0.0.1:2379",)
+    assert StateConfig().prefix == "/ryu-pptp-alg/"
+    assert StateConfig().lease_ttl == 2
+    state = config_from_dict(with_state({
+        "backend": "etcd", "prefix": "/site-a/alg/", "lease_ttl": 5,
+        "endpoints": ["http://10.0.0.1:2379", "https://etcd-2.example:2379/"]})).state
+    assert state.backend is StateBackend.ETCD
+    assert state.endpoints == ("http://10.0.0.1:2379", "https://etcd-2.example:2379/")
+    assert (state.prefix, state.lease_ttl) == ("/site-a/alg/", 5)
+
+
 def test_example_state_section_is_the_default():
     assert load_config(EXAMPLE).state == StateConfig()
 
@@ -180,7 +192,7 @@ def test_example_state_section_is_the_default():
 @pytest.mark.parametrize("state,key,fragment", [
     ([], "state", "expected a mapping"),
     (False, "state", "expected a mapping"),
-    ({"backend": "etcd"}, "state.backend", "'etcd' is not one of file, none"),
+    ({"backend": "consul"}, "state.backend", "'consul' is not one of file, etcd, none"),
     ({"backend": 1}, "state.backend", "not one of"),
     ({"fsync_interval": -1}, "state.fsync_interval", "out of range [0, 3600]"),
     ({"fsync_interval": 3601}, "state.fsync_interval", "out of range"),
@@ -190,6 +202,21 @@ def test_example_state_section_is_the_default():
     ({"path": None}, "state.path", "expected a file path"),
     ({"path": "/var/lib/ryu-pptp-alg/"}, "state.path", "names a directory"),
     ({"colour": "red"}, "state.colour", "unknown key"),
+    ({"endpoints": []}, "state.endpoints", "at least one etcd client URL"),
+    ({"endpoints": "http://127.0.0.1:2379"}, "state.endpoints", "expected a list"),
+    ({"endpoints": [2379]}, "state.endpoints[0]", "expected a URL, got int 2379"),
+    ({"endpoints": ["127.0.0.1:2379"]}, "state.endpoints[0]", "is not an etcd client URL"),
+    ({"endpoints": ["http://127.0.0.1"]}, "state.endpoints[0]", "is not an etcd client URL"),
+    ({"endpoints": ["http://127.0.0.1:99999"]}, "state.endpoints[0]", "not an etcd client"),
+    ({"endpoints": ["http://127.0.0.1:2379/v3"]}, "state.endpoints[0]", "not an etcd client"),
+    ({"endpoints": ["unix:///run/etcd.sock"]}, "state.endpoints[0]", "not an etcd client"),
+    ({"endpoints": ["http://a:1", "http://a:1"]}, "state.endpoints[1]", "listed twice"),
+    ({"prefix": "/ryu-pptp-alg"}, "state.prefix", "ending in /"),
+    ({"prefix": ""}, "state.prefix", "ending in /"),
+    ({"prefix": 7}, "state.prefix", "ending in /"),
+    ({"lease_ttl": 1}, "state.lease_ttl", "out of range 2..3600"),
+    ({"lease_ttl": 2.5}, "state.lease_ttl", "expected an integer"),
+    ({"lease_ttl": True}, "state.lease_ttl", "expected an integer"),
 ])
 def test_invalid_state_names_key_and_problem(state, key, fragment):
     with pytest.raises(ConfigError) as info:
@@ -220,3 +247,23 @@ def test_limits_have_defaults_and_take_integers():
 def test_bad_limits_name_the_key(limits, fragment):
     with pytest.raises(ConfigError, match=fragment):
         config_from_dict({**VALID, "limits": limits})
+
+
+def test_ha_instance_name():
+    assert config_from_dict(VALID).ha.instance == ""  # hostname:port
+    assert config_from_dict({**VALID, "ha": {"instance": "ctl-2.site:6653"}}).ha.instance \
+        == "ctl-2.site:6653"
+
+
+@pytest.mark.parametrize("ha,key,fragment", [
+    ([], "ha", "expected a mapping"),
+    ({"instance": "a/b"}, "ha.instance", "got str 'a/b'"),
+    ({"instance": "a\n"}, "ha.instance", "letters, digits"),
+    ({"instance": "x" * 65}, "ha.instance", "at most 64"),
+    ({"instance": 2}, "ha.instance", "got int 2"),
+    ({"name": "a"}, "ha.name", "unknown key"),
+])
+def test_bad_ha_names_the_key(ha, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({**VALID, "ha": ha})
+    assert info.value.key == key and fragment in info.value.problem
