@@ -25,7 +25,7 @@ demo: setup
 bench: setup
 	$(PY) bench/all.py $(BENCH_ARGS)
 
-# Every fuzz target, 1,030,000 inputs on one core, about 70 minutes (docs/fuzzing.md). The
+# Every fuzz target, 1,030,000 inputs on one core, about 110 minutes (docs/fuzzing.md). The
 # smallest input of each finding goes to FUZZ_CRASHES; FUZZ_ARGS=--scale 0.01 for a taste.
 FUZZ_CRASHES ?= /tmp/ryu-pptp-alg-fuzz/crashes
 fuzz: setup
