@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -27,6 +28,7 @@ from ryu_pptp_alg.records import REFUSED_OUTWARD, ConnState, Path  # noqa: E402
 
 if TYPE_CHECKING:
     from ryu_pptp_alg.alg import Alg
+    from ryu_pptp_alg.config import GatewayConfig
     from ryu_pptp_alg.gateway import Gateway
 
 METRICS_KEY = "pptp_metrics"
@@ -171,14 +173,21 @@ ALG_KEYS = tuple(k for k in CATALOGUE if k == "state_store_errors"
                  or k.startswith("unknown_dpid_"))
 
 
+@lru_cache(maxsize=64)
+def _static_counts(config: GatewayConfig, metered: bool) -> tuple[int, int]:
+    """The static pipeline's flows in all, and in the GRE table: built once, not at every
+    scrape (the configuration does not change while the controller runs)."""
+    static = pipeline.static_flows(config, metered)
+    return len(static), sum(1 for f in static if f.table_id == pipeline.TABLE_GRE)
+
+
 def flow_counts(gateway: Gateway) -> tuple[int, int]:
     """Entries of ours the records want in the classify and GRE tables, counted without
     building the flow-mods."""
     state = gateway.state
-    static = pipeline.static_flows(gateway.config, gateway.metered)
-    static_gre = sum(1 for f in static if f.table_id == pipeline.TABLE_GRE)
+    static, static_gre = _static_counts(gateway.config, gateway.metered)
     tracked = 2 * sum(1 for c in state.conns.values() if c.to_client is not None)
-    classify = len(static) - static_gre + tracked + len(gateway.blocked)
+    classify = static - static_gre + tracked + len(gateway.blocked)
     outward = sum(1 for p in state.pairs.values()
                   if p.installed and not p.refused & REFUSED_OUTWARD)
     return classify, static_gre + outward + len(state.idx.key_flows)

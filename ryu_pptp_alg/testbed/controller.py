@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ryu_pptp_alg.testbed.proc import HarnessError, wait_for
+from ryu_pptp_alg.testbed.proc import HarnessError, stop, wait_for
 
 
 def free_port() -> int:
@@ -131,18 +131,11 @@ class Controller:
         SIGKILLed and HarnessError raised: a controller must obey SIGTERM."""
         if self.process is None:
             raise HarnessError("ryu-pptp-alg is not running")
-        process = self.process
-        if process.poll() is None:
-            process.send_signal(sig)
-        try:
-            code = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait(10)
-            self._ended(code)
-            raise HarnessError(f"ryu-pptp-alg ignored {signal.Signals(sig).name} for "
-                               f"{timeout:.0f}s (SIGKILLed)") from None
+        code, killed = stop(self.process, sig, timeout)
         self._ended(code)
+        if killed:
+            raise HarnessError(f"ryu-pptp-alg ignored {signal.Signals(sig).name} for "
+                               f"{timeout:.0f}s (SIGKILLed)")
         return code
 
     def _ended(self, code: int) -> None:

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from ryu_pptp_alg.testbed.controller import free_port
-from ryu_pptp_alg.testbed.proc import HarnessError, wait_for
+from ryu_pptp_alg.testbed.proc import HarnessError, stop, wait_for
 
 
 class EtcdCluster:
@@ -77,13 +77,7 @@ class EtcdCluster:
         process = self.processes[i]
         if process is None:
             raise HarnessError(f"etcd {self.names[i]} is not running")
-        if process.poll() is None:
-            process.send_signal(sig)
-        try:
-            code = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait(10)
+        code, _ = stop(process, sig, timeout)
         self.processes[i] = None
         return code
 

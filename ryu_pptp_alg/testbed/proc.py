@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -43,3 +44,16 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise HarnessError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+         timeout: float = 10) -> tuple[int, bool]:
+    """Send ``sig`` to our child ``process`` (if it still runs) and wait for it to exit;
+    past ``timeout`` it is SIGKILLed. Its exit status, and whether it had to be killed."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout), False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(10), True

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ryu_pptp_alg.testbed.controller import free_port
-from ryu_pptp_alg.testbed.proc import HarnessError, wait_for
+from ryu_pptp_alg.testbed.proc import HarnessError, stop, wait_for
 
 
 class PrometheusServer:
@@ -58,13 +58,8 @@ class PrometheusServer:
         return self
 
     def __exit__(self, *_: Any) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            stop(self.process)
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
