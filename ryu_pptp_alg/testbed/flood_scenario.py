@@ -456,6 +456,9 @@ def switch_figures(net: FloodNet, flooder_host: str) -> dict[str, Any]:
             if key in stats:
                 figures[f"flooder's port{' (shared uplink)' if shared else ''} {key}"] = \
                     int(stats[key])
+    drops = net.bridge.socket_drops()
+    figures["frames dropped at vswitchd's full port sockets (all ports)"] = \
+        sum(drops.values()) if drops else "unknown (ss found no port socket)"
     return figures
 
 
