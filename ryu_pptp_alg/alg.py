@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
 from ryu_pptp_alg import ofmsg
-from ryu_pptp_alg.config import AlgConfig, ConfigError, parse_port_forward, shown
+from ryu_pptp_alg.config import AlgConfig, ConfigError, GatewayConfig, parse_port_forward, shown
+from ryu_pptp_alg.etcdstore import NotMaster
 from ryu_pptp_alg.flowtable import FlowEntry
 from ryu_pptp_alg.gateway import Clock, Gateway
 from ryu_pptp_alg.records import Conn
 from ryu_pptp_alg.session import parse_session_id, session_id
-from ryu_pptp_alg.store import StateStore, StoreError
+from ryu_pptp_alg.store import Records, StateStore, StoreError
 
 LOG = logging.getLogger("ryu_pptp_alg.alg")
 
@@ -42,22 +44,78 @@ class RequestError(ValueError):
         self.status = status
 
 
+class NotMasterHere(RequestError):
+    """A change asked of an instance that is not the switch's master (high availability)."""
+
+
 class Alg:
     """Every event that changes a gateway's records has them written to the store
-    (``_stored``) before its messages are handed back to be sent."""
+    (``_stored``) before its messages are handed back to be sent.
+
+    High availability (``mastered`` not None): only the switches in ``mastered`` are
+    handled; the others' events are ignored and their gateways hold nothing (the master
+    has their records). :meth:`take_over` and :meth:`release` move a switch in and out.
+    A write the store refuses with ``NotMaster`` releases the switch at once, sends
+    nothing that depended on it, and tells ``on_not_master``."""
 
     def __init__(self, config: AlgConfig, clock: Clock | None = None,
-                 store: StateStore | None = None) -> None:
+                 store: StateStore | None = None, restore: bool = True) -> None:
         self.config = config
         self.clock = time.time if clock is None else clock
-        self.gateways = {g.dpid: Gateway(g, config.timeouts, self.clock, limits=config.limits,
-                                         rates=config.rates)
-                         for g in config.gateways}
+        self.gateways = {g.dpid: self._new_gateway(g) for g in config.gateways}
         self.counters: Counter[str] = Counter()
         self.store = store
         self.store_ok = True
-        if store is not None:
+        # None: this instance handles every switch (no election); else those it masters.
+        self.mastered: set[int] | None = None if restore else set()
+        self.on_not_master: Callable[[int], None] | None = None
+        # High availability: each switch's role here, and the group's health (ha.py).
+        self.ha_status: Callable[[int], dict[str, Any]] | None = None
+        self.ha_health: Callable[[], dict[str, Any]] | None = None
+        if store is not None and restore:
             self._restore(store)
+
+    def _new_gateway(self, config: GatewayConfig) -> Gateway:
+        return Gateway(config, self.config.timeouts, self.clock, limits=self.config.limits,
+                       rates=self.config.rates)
+
+    # --- high availability: one switch in or out -------------------------------------------
+
+    def is_master(self, dpid: int) -> bool:
+        return self.mastered is None or dpid in self.mastered
+
+    def _replace(self, dpid: int) -> Gateway:
+        """A fresh gateway for ``dpid`` (nothing transient kept but its counters, its
+        connection and the metrics' hook)."""
+        old = self.gateway(dpid)
+        new = self._new_gateway(old.config)
+        new.counters = old.counters
+        new.call_ids.counters = old.counters
+        new.on_call_setup = old.on_call_setup
+        new.connected, new.connected_since = old.connected, old.connected_since
+        self.gateways[dpid] = new
+        return new
+
+    def take_over(self, dpid: int, records: Records, source: str = "") -> Gateway:
+        """Become the switch's master with ``records`` (read from the store just now):
+        whatever was held for it before is dropped. Then ``datapath_up`` reconciles."""
+        gateway = self._replace(dpid)
+        if records:
+            gateway.restore(records, source)
+        gateway.counters["ha_takeovers"] += 1
+        if self.mastered is not None:
+            self.mastered.add(dpid)
+        return gateway
+
+    def release(self, dpid: int) -> None:
+        """No longer the switch's master: drop its state (its master has it), handle none
+        of its events, write none of its records."""
+        if self.mastered is None:
+            self.mastered = {d for d in self.gateways if d != dpid}
+        elif dpid not in self.mastered:
+            return
+        self.mastered.discard(dpid)
+        self._replace(dpid).counters["ha_releases"] += 1
 
     def _restore(self, store: StateStore) -> None:
         loaded = store.load()
@@ -76,6 +134,13 @@ class Alg:
         if changes and self.store is not None:
             try:
                 self.store.append(gateway.dpid, changes)
+            except NotMaster as err:  # another controller is master: send nothing
+                gateway.counters["ha_writes_refused"] += 1
+                LOG.warning("%s: stepping down, nothing sent", err)
+                self.release(gateway.dpid)
+                if self.on_not_master is not None:
+                    self.on_not_master(gateway.dpid)
+                return []
             except StoreError as err:  # a full disk must not stop every call: go on, loudly
                 self.counters["state_store_errors"] += 1
                 if self.counters["state_store_errors"] == 1 or self.store_ok:
@@ -89,15 +154,39 @@ class Alg:
     def compact(self) -> None:
         """Write the whole state afresh (the store's journal grows until then)."""
         if self.store is not None:
-            for gateway in self.gateways.values():
+            for gateway in self._mastered():
                 self._stored(gateway, [], lazy=True)
-            self.store.compact({dpid: gateway.state.snapshot()
-                                for dpid, gateway in self.gateways.items()})
+            self.store.compact({gateway.dpid: gateway.state.snapshot()
+                                for gateway in self._mastered()})
 
     def close(self) -> None:
         if self.store is not None:
             self.compact()
             self.store.close()
+
+    def _mastered(self) -> list[Gateway]:
+        return [g for dpid, g in self.gateways.items() if self.is_master(dpid)]
+
+    def _handled(self, dpid: int) -> Gateway | None:
+        """The gateway whose switch event this instance handles (it is its master)."""
+        gateway = self.gateways.get(dpid)
+        if gateway is None or self.is_master(dpid):
+            return gateway
+        gateway.counters["ha_events_ignored"] += 1
+        return None
+
+    def _changed(self, gateway: Gateway, msgs: list[ofmsg.Message]) -> list[ofmsg.Message]:
+        """A change asked through the API, stored; 409 if the store found this instance
+        deposed (nothing written, nothing sent)."""
+        msgs = self._stored(gateway, msgs)
+        self._writable(gateway)
+        return msgs
+
+    def _writable(self, gateway: Gateway) -> Gateway:
+        if not self.is_master(gateway.dpid):
+            raise NotMasterHere(409, f"this controller is not master of dpid "
+                                     f"{gateway.dpid:#x}: ask its master")
+        return gateway
 
     def gateway(self, dpid: int) -> Gateway:
         try:
@@ -113,8 +202,15 @@ class Alg:
         return gateway
 
     def datapath_up(self, dpid: int) -> list[ofmsg.Message]:
+        """The switch connected (or this instance just became its master): a master reads
+        its flows and reconciles them; a standby only notes the connection."""
         gateway = self._known(dpid, "connect")
-        return [] if gateway is None else self._stored(gateway, gateway.datapath_up())
+        if gateway is None:
+            return []
+        if not self.is_master(dpid):
+            gateway.connected, gateway.connected_since = True, self.clock()
+            return []
+        return self._stored(gateway, gateway.datapath_up())
 
     def datapath_down(self, dpid: int) -> None:
         gateway = self.gateways.get(dpid)
@@ -124,39 +220,42 @@ class Alg:
     def packet_in(self, dpid: int, in_port: int, data: bytes,
                   cookie: int) -> list[ofmsg.Message]:
         gateway = self._known(dpid, "packet_in")
+        if gateway is not None and not self.is_master(dpid):
+            gateway.counters["ha_events_ignored"] += 1
+            return []
         return [] if gateway is None \
             else self._stored(gateway, gateway.packet_in(in_port, data, cookie))
 
     def barrier_reply(self, dpid: int, xid: int) -> list[ofmsg.Message]:
-        gateway = self.gateways.get(dpid)
+        gateway = self._handled(dpid)
         return [] if gateway is None else gateway.barrier_reply(xid)
 
     def flow_removed(self, dpid: int, cookie: int, reason: int, packets: int,
                      octets: int) -> list[ofmsg.Message]:
-        gateway = self.gateways.get(dpid)
+        gateway = self._handled(dpid)
         return [] if gateway is None \
             else self._stored(gateway, gateway.flow_removed(cookie, reason, packets, octets))
 
     def flow_stats(self, dpid: int, entries: list[FlowEntry], xid: int | None = None,
                    more: bool = False) -> list[ofmsg.Message]:
-        gateway = self.gateways.get(dpid)
+        gateway = self._handled(dpid)
         return [] if gateway is None \
             else self._stored(gateway, gateway.flow_stats(entries, xid, more))
 
     def error(self, dpid: int, xid: int, err_type: int, code: int) -> list[ofmsg.Message]:
-        gateway = self.gateways.get(dpid)
+        gateway = self._handled(dpid)
         return [] if gateway is None \
             else self._stored(gateway, gateway.error(xid, err_type, code))
 
     def tick(self, dpid: int) -> list[ofmsg.Message]:
-        gateway = self.gateways.get(dpid)
+        gateway = self._handled(dpid)
         return [] if gateway is None else self._stored(gateway, gateway.tick())
 
     def housekeeping(self) -> None:
         """Once a second: the store's fsync interval and compaction."""
         if self.store is None:
             return
-        for gateway in self.gateways.values():  # what waited to go with another change
+        for gateway in self._mastered():  # what waited to go with another change
             self._stored(gateway, [], lazy=True)
         if self.store.compaction_due():
             self.compact()
@@ -173,7 +272,11 @@ class Alg:
         return [row for gateway in gateways for row in gateway.sessions()]
 
     def status(self) -> list[dict[str, Any]]:
-        return [gateway.status() for gateway in self.gateways.values()]
+        rows = [gateway.status() for gateway in self.gateways.values()]
+        if self.ha_status is not None:
+            for row in rows:
+                row["ha"] = self.ha_status(row["dpid"])
+        return rows
 
     # --- port forwards (REST) --------------------------------------------------------------
 
@@ -216,6 +319,7 @@ class Alg:
                 raise RequestError(400, "dpid: expected an integer")
             dpid = body["dpid"]
         gateway, _ = self._owner(body["public"], dpid)
+        self._writable(gateway)
         config = gateway.config
         try:
             forward = parse_port_forward(body, "", config.public_addresses,
@@ -226,7 +330,7 @@ class Alg:
             gateway.add_forward(forward)
         except ValueError as err:
             raise RequestError(409, str(err)) from None
-        self._stored(gateway, [])
+        self._changed(gateway, [])
         return next(r for r in gateway.forward_rows() if r["public"] == str(forward.public))
 
     def remove_forward(self, public_text: str,
@@ -243,9 +347,10 @@ class Alg:
             gateway = owners[0]
         else:
             gateway, public = self._owner(public_text, dpid)
+        self._writable(gateway)
         before = gateway.counters["forward_sessions_torn_down"]
         try:
-            msgs = self._stored(gateway, gateway.remove_forward(public))
+            msgs = self._changed(gateway, gateway.remove_forward(public))
         except KeyError:
             raise RequestError(404, f"{public} is not forwarded") from None
         return gateway.dpid, msgs, gateway.counters["forward_sessions_torn_down"] - before
@@ -272,14 +377,16 @@ class Alg:
     def teardown_session(self, ident: str) -> tuple[int, list[ofmsg.Message], dict[str, Any]]:
         """End a session and all its calls: (dpid, messages for its switch, what ended)."""
         gateway, conn = self._session(ident)
+        self._writable(gateway)
         head = self._summary_head(gateway, conn)
         msgs, summary = gateway.teardown(conn.id)
-        return gateway.dpid, self._stored(gateway, msgs), {**head, **summary}
+        return gateway.dpid, self._changed(gateway, msgs), {**head, **summary}
 
     def end_call(self, ident: str,
                  client_call_id: int | str) -> tuple[int, list[ofmsg.Message], dict[str, Any]]:
         """End one call of a session, the session going on: as ``teardown_session``."""
         gateway, conn = self._session(ident)
+        self._writable(gateway)
         text = str(client_call_id)
         if not (text.isascii() and text.isdecimal() and int(text) <= 0xFFFF):
             raise RequestError(400, f"call ID {shown(text)} is not 0-65535")
@@ -289,7 +396,7 @@ class Alg:
         except KeyError:
             raise RequestError(404, f"session {head['id']} has no call with client call "
                                     f"ID {int(text)}") from None
-        return gateway.dpid, self._stored(gateway, msgs), {**head, **summary}
+        return gateway.dpid, self._changed(gateway, msgs), {**head, **summary}
 
     @staticmethod
     def _summary_head(gateway: Gateway, conn: Conn) -> dict[str, Any]:

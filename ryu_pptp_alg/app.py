@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -34,8 +35,11 @@ from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser  # noqa: E402
 
 from ryu_pptp_alg import compiled, flags, ofwire  # noqa: E402
 from ryu_pptp_alg.alg import Alg  # noqa: E402
-from ryu_pptp_alg.config import AlgConfig, ConfigError, load_config  # noqa: E402
+from ryu_pptp_alg.config import AlgConfig, ConfigError, StateBackend, load_config  # noqa: E402
+from ryu_pptp_alg.election import Election, instance_name  # noqa: E402
+from ryu_pptp_alg.etcdkv import EtcdKeyValue, call_timeouts  # noqa: E402
 from ryu_pptp_alg.flowtable import entry_of  # noqa: E402
+from ryu_pptp_alg.ha import HighAvailability  # noqa: E402
 from ryu_pptp_alg.metrics import METRICS_KEY, Metrics, MetricsController  # noqa: E402
 from ryu_pptp_alg.records import SCHEMA  # noqa: E402
 from ryu_pptp_alg.rest import ALG_KEY, SEND_KEY, PptpRestController  # noqa: E402
@@ -79,6 +83,20 @@ def open_configured_store(config: AlgConfig) -> StateStore:
         raise SystemExit(message) from None
 
 
+def high_availability(config: AlgConfig, alg: Alg, store: StateStore,
+                      send: Any, is_connected: Any) -> HighAvailability:
+    """With ``state.backend: etcd``: this instance's election over the group's etcd."""
+    state = config.state
+    of_port = int(getattr(cfg.CONF, "ofp_tcp_listen_port", 0) or 6653)
+    name = instance_name(config.ha.instance, socket.gethostname(), of_port)
+    kv = EtcdKeyValue(state.endpoints, *call_timeouts(state.lease_ttl, len(state.endpoints)))
+    election = Election(kv, name, state.prefix, state.lease_ttl,
+                        [g.dpid for g in config.gateways])
+    LOG.info("high availability: instance %s, etcd %s, prefix %s, lease %d s", name,
+             ",".join(state.endpoints), state.prefix, state.lease_ttl)
+    return HighAvailability(election, alg, store, send, is_connected)  # type: ignore[arg-type]
+
+
 def freeze_startup_objects() -> None:
     """Keep what is loaded by now (Ryu, its OpenFlow parsers, the configuration) out of
     the garbage collector's full passes. It lives as long as the process anyway, and
@@ -96,8 +114,13 @@ class PptpAlgApp(app_manager.RyuApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         config = load_configured()
-        self.alg = Alg(config, store=open_configured_store(config))
+        store = open_configured_store(config)
+        elected = config.state.backend == StateBackend.ETCD
+        # Elected: no switch is ours until the election says so (its records read then).
+        self.alg = Alg(config, store=store, restore=not elected)
         self.datapaths: dict[int, Any] = {}
+        self.ha = high_availability(config, self.alg, store, self.send_to,
+                                    self.datapaths.__contains__) if elected else None
         self._sending = 0  # greenlets of ours inside Datapath.send (it blocks when full)
         self._ofp_brick: Any = None
         self._queue_for_observers: Any = None
@@ -114,6 +137,8 @@ class PptpAlgApp(app_manager.RyuApp):
                      gateway.label, list(gateway.inside_ports), list(gateway.outside_ports),
                      ", ".join(map(str, gateway.public_addresses)))
         self.threads.append(hub.spawn(self._ticker))
+        if self.ha is not None:
+            self.threads.append(hub.spawn(self._election_ticker))
         ofwire.use_fast_packet_in_parser()
         signal.signal(signal.SIGTERM, self._terminate)
         freeze_startup_objects()
@@ -121,12 +146,20 @@ class PptpAlgApp(app_manager.RyuApp):
     def _terminate(self, signum: int, _frame: Any) -> None:
         """SIGTERM: compact and sync the state store, then die of the signal as before
         (what it holds is safe without this too: this only saves the replay at start)."""
+        self._close()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def _close(self) -> None:
+        if self.ha is not None:
+            try:  # the others take our switches over at their next tick
+                self.ha.close()
+            except Exception:
+                LOG.exception("leaving the election failed")
         try:
             self.alg.close()
         except Exception:
             LOG.exception("closing the state store failed")
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
     def start(self) -> Any:
         thread = super().start()
@@ -139,7 +172,7 @@ class PptpAlgApp(app_manager.RyuApp):
         if self._ofp_brick is not None:
             self._ofp_brick.send_event_to_observers = self._queue_for_observers
             self._ofp_brick = None
-        self.alg.close()
+        self._close()
         super().stop()
 
     def _observe(self, ev: Any, state: Any = None) -> None:
@@ -166,10 +199,23 @@ class PptpAlgApp(app_manager.RyuApp):
         else:
             self._queue_for_observers(ev, state)
 
+    def _election_ticker(self) -> None:
+        """The election's own tick: its lease is kept alive every ttl / 3 s."""
+        assert self.ha is not None
+        interval = min(TICK_SECONDS, self.ha.election.ttl / 6)
+        while True:
+            hub.sleep(interval)
+            try:
+                self.ha.tick()
+            except Exception:
+                LOG.exception("election tick failed")
+
     def _ticker(self) -> None:
         while True:
             hub.sleep(TICK_SECONDS)
             for dpid, datapath in list(self.datapaths.items()):
+                if not self.alg.is_master(dpid):
+                    continue
                 try:
                     self.send(datapath, self.alg.tick(dpid))
                 except Exception:  # a bug must not stop timeouts for every switch
@@ -207,6 +253,8 @@ class PptpAlgApp(app_manager.RyuApp):
     def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
         self.datapaths[datapath.id] = datapath
+        if self.ha is not None:  # a master's role request goes before its flows
+            self.ha.connected(datapath.id)
         self.send(datapath, self.alg.datapath_up(datapath.id))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
@@ -216,6 +264,8 @@ class PptpAlgApp(app_manager.RyuApp):
         if dpid is not None and self.datapaths.get(dpid) is datapath:
             del self.datapaths[dpid]
             self.alg.datapath_down(dpid)
+            if self.ha is not None:
+                self.ha.disconnected(dpid)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def packet_in(self, ev: Any) -> None:
@@ -258,4 +308,6 @@ class PptpAlgApp(app_manager.RyuApp):
         LOG.error("dpid %#x reported OpenFlow error type %d code %d (xid %#x)",
                   datapath.id or 0, msg.type, msg.code, msg.xid or 0)
         if datapath.id is not None:
+            if self.ha is not None:  # refused as stale or as from a SLAVE: step down
+                self.ha.switch_error(datapath.id, msg.type, msg.code)
             self.send(datapath, self.alg.error(datapath.id, msg.xid, msg.type, msg.code))

@@ -91,6 +91,16 @@ CATALOGUE: Final[dict[str, CounterSpec]] = {
     "arp_replies_sent": _own("ARP replies the gateway sent."),
     "neighbours_evicted": _own("Neighbours evicted from the full table (least recent)."),
     "state_store_errors": _own("Writes the state store refused."),
+    # High availability (several controllers, state in etcd)
+    "ha_takeovers": _own("Times this controller became the switch's master (its records "
+                         "read from etcd)."),
+    "ha_releases": _own("Times this controller stopped being the switch's master (its "
+                        "records dropped here)."),
+    "ha_writes_refused": _own("Writes etcd refused because another controller holds the "
+                              "switch: this one stepped down and sent nothing."),
+    "ha_events_ignored": _own("Switch events ignored because this controller is not the "
+                              "switch's master."),
+    "ha_role_requests": _own("Role requests (MASTER or SLAVE) sent to the switch."),
     # Drops
     "bad_frame": _in("drops", "bad_frame", "a frame that does not parse"),
     "bad_gre": _in("drops", "bad_gre", "GRE that does not parse"),

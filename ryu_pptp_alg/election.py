@@ -236,10 +236,19 @@ class Election:
     def switch_error(self, dpid: int, err_type: int, code: int, now: float) -> list[Action]:
         """A stale role request or a flow-mod refused as from a SLAVE: a newer master
         exists. Step down now; a SLAVE request goes with the newest id at the next tick."""
-        switch = self.switches.get(dpid)
         stale = err_type == ofp.OFPET_ROLE_REQUEST_FAILED and code == ofp.OFPRRFC_STALE
         demoted = err_type == ofp.OFPET_BAD_REQUEST and code == ofp.OFPBRC_IS_SLAVE
-        if switch is None or not (stale or demoted):
+        if not (stale or demoted):
+            return []
+        return self.step_down(dpid, now)
+
+    def step_down(self, dpid: int, now: float) -> list[Action]:
+        """The app cannot go on as master (the store refused a write as from a deposed
+        master, or the switch's records could not be read): step down now, a SLAVE
+        request going at the next tick. If the key is still ours after all, that tick
+        makes this instance master again afresh (the records read once more)."""
+        switch = self.switches.get(dpid)
+        if switch is None:
             return []
         switch.request_due = True
         if not switch.master:

@@ -65,7 +65,7 @@ class EtcdKeyValue:
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
-        problems = []
+        problems: list[str] = []
         for _ in range(len(self._clients)):
             left = deadline - time.monotonic()
             if left <= 0 and problems:

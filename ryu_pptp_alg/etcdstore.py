@@ -142,6 +142,10 @@ class EtcdStore:
         """Write ``dpid``'s records unguarded (a single controller, no election)."""
         self._guards.pop(dpid, None)
 
+    def health(self) -> dict[str, Any]:
+        """Whether etcd answered the store's last request."""
+        return {"backend": "etcd", "ok": not self._down, "error": self._down or None}
+
     # -- the StateStore interface ----------------------------------------------------------
 
     def load(self) -> Loaded:

@@ -166,6 +166,34 @@ class GatewayCollector:
                     restore.add_metric([*labels, item], value)
         yield from (connected, conns, calls, pairs, flows, pool, free, blocked, neighbours,
                     restore)
+        yield from self._ha()
+
+    def _ha(self) -> Iterator[Metric]:
+        """High availability (several controllers): each switch's role here, its master's
+        generation id, and the health of etcd as the election and the store see it."""
+        status, health = self.alg.ha_status, self.alg.ha_health
+        if status is None or health is None:
+            return
+        master = GaugeMetricFamily("pptp_ha_master", "1 while this controller is the "
+                                   "switch's master, 0 while standby.", labels=DP_LABELS)
+        generation = GaugeMetricFamily("pptp_ha_generation_id", "The switch's master's "
+                                       "generation id (an etcd revision; 0: none known).",
+                                       labels=DP_LABELS)
+        for gateway in self.alg.gateways.values():
+            labels = dp_labels(gateway)
+            row = status(gateway.dpid)
+            master.add_metric(labels, 1.0 if row["role"] == "master" else 0.0)
+            generation.add_metric(labels, float(row["generation_id"] or 0))
+        now = health()
+        etcd = GaugeMetricFamily("pptp_ha_etcd_up", "1 while etcd answers, by who asked "
+                                 "(the election, the state store).", labels=["client"])
+        etcd.add_metric(["election"], 1.0 if now["etcd"] == "ok" else 0.0)
+        etcd.add_metric(["store"], 1.0 if now["store"]["ok"] else 0.0)
+        lease = GaugeMetricFamily("pptp_ha_lease_valid_seconds", "How long this "
+                                  "controller's lease surely lives without another "
+                                  "keepalive (0: it holds none).")
+        lease.add_metric([], float(now["lease_valid_for"]))
+        yield from (master, generation, etcd, lease)
 
 
 # Counted by the Alg (the controller), not by one gateway: no dp labels.

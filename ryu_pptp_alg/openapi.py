@@ -42,6 +42,7 @@ ENDPOINT = {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$",
             "description": "IPv4 address:port"}
 IPV4 = {"type": "string", "format": "ipv4"}
 TIME = {"type": "string", "format": "date-time"}
+CONFLICT = {"$ref": "#/components/responses/Conflict"}
 ERRORS = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "404": {"$ref": "#/components/responses/NotFound"},
@@ -110,7 +111,22 @@ SCHEMAS: dict[str, Any] = {
         "meters": {"type": "boolean"},
         "last_restore": {"type": ["object", "null"]},
         "last_flow_sync": {"type": ["object", "null"]},
-    }),
+    }, {"ha": _ref("HaRole")}),
+    "HaRole": _object({
+        "role": {"enum": ["master", "slave"], "description": "this controller's role"},
+        "generation_id": {"type": ["integer", "null"], "minimum": 0,
+                          "description": "the master's generation id (an etcd revision)"},
+        "master": {"type": ["string", "null"], "description": "the master's instance name"},
+    }, description="High availability: who masters this switch"),
+    "HaHealth": _object({
+        "instance": STRING,
+        "etcd": {"enum": ["ok", "unavailable"], "description": "as the election last saw it"},
+        "error": {"type": ["string", "null"]},
+        "lease": {"type": ["integer", "null"]},
+        "lease_valid_for": {"type": "number", "minimum": 0},
+        "store": _object({"backend": STRING, "ok": {"type": "boolean"},
+                          "error": {"type": ["string", "null"]}}),
+    }, description="High availability: this controller's lease and the state store"),
 }
 
 
@@ -148,7 +164,7 @@ PATHS: dict[str, Any] = {
             "summary": "End a session: its calls are cleared the PPTP way where possible, "
                        "then its TCP connection is reset",
             "operationId": "tearDownSession",
-            "responses": {"200": TORN_DOWN, **ERRORS},
+            "responses": {"200": TORN_DOWN, **ERRORS, "409": CONFLICT},
         },
     },
     "/pptp/sessions/{id}/calls/{client_call_id}": {
@@ -158,15 +174,17 @@ PATHS: dict[str, Any] = {
         "delete": {
             "summary": "End one call; its session goes on",
             "operationId": "endCall",
-            "responses": {"200": TORN_DOWN, **ERRORS},
+            "responses": {"200": TORN_DOWN, **ERRORS, "409": CONFLICT},
         },
     },
     "/pptp/gateways": {"get": {
         "summary": "Each gateway's configuration, connection state and counters",
         "operationId": "listGateways",
         "responses": {"200": _json(_object({"gateways": {"type": "array",
-                                                         "items": _ref("Gateway")}}),
-                                   "The gateways")},
+                                                         "items": _ref("Gateway")}},
+                                           {"ha": _ref("HaHealth")}),
+                                   "The gateways (and, with several controllers, this "
+                                   "one's part in the group)")},
     }},
     "/pptp/forwards": {
         "get": {
@@ -184,8 +202,7 @@ PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": _ref("ForwardRequest")}}},
             "responses": {"201": _json(_object({"forward": _ref("Forward")}), "Added"),
-                          **ERRORS,
-                          "409": {"$ref": "#/components/responses/Conflict"}},
+                          **ERRORS, "409": CONFLICT},
         },
     },
     "/pptp/forwards/{public}": {
@@ -196,7 +213,7 @@ PATHS: dict[str, Any] = {
             "operationId": "removeForward",
             "responses": {"200": _json(_object({"removed": IPV4, "dpid": INT,
                                                 "sessions_torn_down": INT}), "Removed"),
-                          **ERRORS},
+                          **ERRORS, "409": CONFLICT},
         },
     },
     "/pptp/openapi.json": {"get": {
@@ -225,7 +242,9 @@ DOCUMENT: dict[str, Any] = {
             "NotFound": _json(_ref("Error"), "No such gateway, session, call or forward"),
             "MethodNotAllowed": _json(_ref("Error"), "A method the path does not take; "
                                                      "Allow lists those it does"),
-            "Conflict": _json(_ref("Error"), "The public address is already forwarded"),
+            "Conflict": _json(_ref("Error"), "The public address is already forwarded, or "
+                                             "this controller is not the gateway's master "
+                                             "(several controllers: ask its master)"),
         },
     },
 }

@@ -4,7 +4,7 @@ GET    /pptp/sessions[?dpid=N]        -> {"sessions": [...]}
 GET    /pptp/sessions/{id}            -> {"session": {...}}
 DELETE /pptp/sessions/{id}            -> {"torn_down": {...}}: its calls end, then it
 DELETE /pptp/sessions/{id}/calls/{client_call_id} -> {"torn_down": {...}}: that call
-GET    /pptp/gateways                 -> {"gateways": [...]}
+GET    /pptp/gateways                 -> {"gateways": [...][, "ha": {...}]}
 GET    /pptp/forwards[?dpid=N]        -> {"forwards": [...]}
 POST   /pptp/forwards                 {"public": A, "inside": B[, "dpid": N]} -> 201
 DELETE /pptp/forwards/{public}[?dpid=N] -> its sessions are torn down
@@ -126,7 +126,10 @@ class PptpRestController(ControllerBase):
 
     @route(ROUTE_NAME, "/pptp/gateways", methods=["GET"])
     def list_gateways(self, req: Request, **_: Any) -> Response:
-        return json_response({"gateways": self.alg.status()})
+        body: dict[str, Any] = {"gateways": self.alg.status()}
+        if self.alg.ha_health is not None:
+            body["ha"] = self.alg.ha_health()
+        return json_response(body)
 
     @route(ROUTE_NAME, "/pptp/openapi.json", methods=["GET"])
     def get_openapi(self, req: Request, **_: Any) -> Response:
