@@ -104,15 +104,23 @@ class Bridge:
     controller_port: int
     ports: dict[str, int] = field(default_factory=dict)
     max_backoff_ms: int = 1000  # between attempts to reach a lost controller
+    # More controllers of a high-availability group: the switch connects to each.
+    more_controller_ports: tuple[int, ...] = ()
 
     def create(self) -> Bridge:
         ensure_running()
+        ports = (self.controller_port, *self.more_controller_ports)
+        controllers: list[str] = []
+        for i, port in enumerate(ports):
+            controllers += ["--", f"--id=@c{i}", "create", "controller",
+                            f"target=\"tcp:127.0.0.1:{port}\"",
+                            f"max_backoff={self.max_backoff_ms}"]
         vsctl("--may-exist", "add-br", self.name, "--",
               "set", "bridge", self.name, "datapath_type=netdev",
               f"other-config:datapath-id={self.dpid:016x}",
-              "protocols=OpenFlow13", "fail-mode=secure", "--",
-              "set-controller", self.name, f"tcp:127.0.0.1:{self.controller_port}", "--",
-              "set", "controller", self.name, f"max_backoff={self.max_backoff_ms}")
+              "protocols=OpenFlow13", "fail-mode=secure", *controllers, "--",
+              "set", "bridge", self.name,
+              f"controller=[{','.join(f'@c{i}' for i in range(len(ports)))}]")
         return self
 
     def fail_mode(self) -> str:
