@@ -48,6 +48,9 @@ from ryu_pptp_alg.ui import PptpUiController  # noqa: E402
 
 LOG = logging.getLogger("ryu_pptp_alg.app")
 TICK_SECONDS = 1.0
+# The election ticks this often per lease TTL: a free key is seen (and taken) within
+# ttl / 10 s of etcd expiring a dead master's lease.
+ELECTION_TICKS_PER_TTL = 10
 # Messages sent, counted per gateway by class (ryu_pptp_alg/counters.py has the keys).
 SENT_COUNTERS: dict[type, str] = {
     ofproto_v1_3_parser.OFPFlowMod: "flow_mods_sent",
@@ -202,7 +205,7 @@ class PptpAlgApp(app_manager.RyuApp):
     def _election_ticker(self) -> None:
         """The election's own tick: its lease is kept alive every ttl / 3 s."""
         assert self.ha is not None
-        interval = min(TICK_SECONDS, self.ha.election.ttl / 6)
+        interval = min(TICK_SECONDS, self.ha.election.ttl / ELECTION_TICKS_PER_TTL)
         while True:
             hub.sleep(interval)
             try:
