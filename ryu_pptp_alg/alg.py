@@ -117,6 +117,20 @@ class Alg:
         self.mastered.discard(dpid)
         self._replace(dpid).counters["ha_releases"] += 1
 
+    def set_store_down(self, down: bool, why: str = "") -> None:
+        """High availability: whether the store can write (etcd has quorum). While it
+        cannot, every switch refuses new control connections and calls (counted), and
+        the calls already up go on."""
+        changed = False
+        for gateway in self.gateways.values():
+            changed = changed or gateway.store_down != down
+            gateway.store_down = down
+        if changed and down:
+            LOG.error("state store cannot write (%s): new control connections and calls "
+                      "are refused until it can; calls already up go on", why or "etcd")
+        elif changed:
+            LOG.warning("state store writes again: new calls are accepted")
+
     def _restore(self, store: StateStore) -> None:
         loaded = store.load()
         for dpid, records in loaded.gateways.items():

@@ -36,13 +36,18 @@ REPLY_RESULT = (CMT.OUTGOING_CALL_REPLY, "result_code")
 REFUSED_RESULT = pptp.OutgoingCallResult.GENERAL_ERROR << 8 | pptp.GeneralErrorCode.NO_RESOURCE
 
 
+# Why a call its server connected is refused (Gateway._refusal; counted there).
+NO_PATH = "no way to carry its GRE (the switch refused the flows)"
+STORE_UNAVAILABLE = "the state store cannot write (it would not survive a failover)"
+
+
 class CallIdSpace:
     def __init__(self, state: GatewayState, counters: Counter[str], log: Log,
-                 refused: Callable[[Call], bool] | None = None) -> None:
+                 refused: Callable[[Call], str] | None = None) -> None:
         self.state = state
         self.counters = counters
         self.log = log
-        self.refused = refused  # whether nothing can carry a call's GRE
+        self.refused = refused  # why a call is refused, "" if it is not
         self._reply: tuple[int, int, int] | None = None  # (conn, message seq, call ID)
 
     def to_server(self, conn: Conn, site: CallIdSite) -> int:
@@ -68,18 +73,21 @@ class CallIdSpace:
 
     def _reply_result(self, conn: Conn, site: CallIdSite) -> int:
         """A call reply's result and error codes: "General Error, No-Resource" where the
-        server connected a call that nothing can carry (the switch refused its flows)."""
+        server connected a call that is refused: nothing can carry it (the switch refused
+        its flows), or the state store cannot write (it would not survive a failover)."""
         reply, self._reply = self._reply, None
         if reply is None or reply[:2] != (conn.id, site.message_seq) \
                 or site.value >> 8 != pptp.OutgoingCallResult.CONNECTED or self.refused is None:
             return site.value
         call = self.state.call_by(conn, "public_call_id", reply[2])
-        if call is None or call.state != CallState.REQUESTED or not self.refused(call):
+        if call is None or call.state != CallState.REQUESTED:
             return site.value
-        self.counters["calls_refused_no_path"] += 1
-        self.log.warning("%s: call %d: no way to carry its GRE (the switch refused the flows): "
-                         "its reply goes to the client as a failure (General Error, "
-                         "No-Resource)", Described(conn), call.client_call_id)
+        reason = self.refused(call)
+        if not reason:
+            return site.value
+        self.log.warning("%s: call %d: %s: its reply goes to the client as a failure "
+                         "(General Error, No-Resource)", Described(conn), call.client_call_id,
+                         reason)
         return REFUSED_RESULT
 
     def allocate(self, conn: Conn, client_id: int) -> int:

@@ -143,6 +143,11 @@ CATALOGUE: Final[dict[str, CounterSpec]] = {
                                                                 "public address"),
     "calls_refused_no_path": _in("refusals", "no_gre_path", "a call nothing can carry, "
                                  "answered to its client as failed"),
+    "refused_store_unavailable": _in("refusals", "store_unavailable", "a new control "
+                                     "connection while the state store cannot write"),
+    "calls_refused_store_unavailable": _in("refusals", "call_store_unavailable", "a call "
+                                           "set up while the state store cannot write, "
+                                           "answered to its client as failed"),
     # Budgets (token buckets; with meters the switch drops, see the meter statistics)
     "rate_limited_arp": _in("rate_limited", "arp", "ARP for the gateway"),
     "rate_limited_new_connections": _in("rate_limited", "new_connections", "new "

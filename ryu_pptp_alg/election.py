@@ -33,8 +33,15 @@ disconnected from for ``delay`` seconds resigns.
 The lease is kept alive every ``ttl / 3`` seconds. Its local deadline is the start
 of the last keepalive that succeeded plus ``ttl``: no later than etcd lets it expire
 (etcd counts from when the keepalive arrived, and may raise a short TTL to its
-minimum). While etcd cannot be reached, masters keep their role until that deadline,
-then step down; when etcd answers again, a new lease campaigns afresh.
+minimum). Past it, :meth:`Election.guard` is None (the lease is unconfirmed), but
+masters keep their role while etcd cannot be reached: calls already up go on (through
+the controller too) and new set-ups are refused, since nothing can be written. This is
+safe because the switch arbitrates: etcd expires no lease while it has no quorum (and
+renews them all when quorum is back), and where this instance alone lost etcd, the
+instance that takes the switch over sends MASTER with a larger generation id, after
+which the switch refuses this one's messages (``switch_error``). Once etcd answers, a
+keepalive either confirms the lease (nothing changes) or finds it gone: then every
+switch steps down and a new lease campaigns afresh.
 
 What the app does with each action (in the order returned; the switch's connection
 may be absent, then it sends nothing):
@@ -275,9 +282,16 @@ class Election:
             return None
         return Guard(election_key(self.prefix, dpid), self.lease, switch.generation_id)
 
+    def is_master(self, dpid: int) -> bool:
+        """Whether this instance acts as the switch's master (its lease may be unconfirmed
+        while etcd cannot be reached: ``guard`` tells)."""
+        switch = self.switches.get(dpid)
+        return switch is not None and switch.master
+
     def status(self, dpid: int, now: float) -> dict[str, Any]:
         switch = self.switches[dpid]
-        return {"role": "master" if self.guard(dpid, now) else "slave",
+        return {"role": "master" if switch.master else "slave",
+                "lease_confirmed": switch.master and self.guard(dpid, now) is not None,
                 "generation_id": switch.generation_id or None,
                 "master": self.instance if switch.master else (switch.holder or None)}
 
@@ -296,13 +310,11 @@ class Election:
             if self.lease is not None:
                 self._elect(now, actions)
             self.error = ""
-        except Unavailable as err:  # masters keep their role until the deadline
+        except Unavailable as err:  # masters keep their role: the switch arbitrates
             self.error = str(err) or type(err).__name__
         return actions
 
     def _keep_lease(self, now: float, actions: list[Action]) -> None:
-        if self.lease is not None and now >= self.deadline:
-            self._lose_lease(actions)  # etcd may free our keys any moment now
         if self.lease is not None and now >= self.next_keepalive:
             if self.kv.keepalive(self.lease):
                 self.deadline = now + self.ttl

@@ -142,6 +142,16 @@ class EtcdStore:
         """Write ``dpid``'s records unguarded (a single controller, no election)."""
         self._guards.pop(dpid, None)
 
+    def set_reachable(self, reachable: bool, why: str = "") -> None:
+        """What the election just found, before any write of ours: etcd cannot be
+        reached (writes fail at once instead of stalling the packet-in path for a
+        timeout), or can again (the next write goes through without the back-off)."""
+        if not reachable and not self._down:
+            self._down = why or "the election cannot reach etcd"
+            self._retry_at = time.monotonic() + self._backoff
+        elif reachable and self._down:
+            self._retry_at = 0.0
+
     def health(self) -> dict[str, Any]:
         """Whether etcd answered the store's last request."""
         return {"backend": "etcd", "ok": not self._down, "error": self._down or None}

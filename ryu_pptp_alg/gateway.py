@@ -30,7 +30,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg import ofmsg, pipeline, seqshift
 from ryu_pptp_alg import records as rec
-from ryu_pptp_alg.callids import CallIdSpace
+from ryu_pptp_alg.callids import NO_PATH, STORE_UNAVAILABLE, CallIdSpace
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.codec.errors import PptpError, ReassemblyOverflow
 from ryu_pptp_alg.codec.frame import (
@@ -132,7 +132,10 @@ class Gateway:
         self.paths = GrePaths(rec_state, self.mac, self.timeouts.gre_idle,
                               config.public_addresses, self.fence.xid, self.metered)
         self.pool = AddressPool(rec_state, config.public_addresses)
-        self.call_ids = CallIdSpace(rec_state, self.counters, self.log, self._refused)
+        self.call_ids = CallIdSpace(rec_state, self.counters, self.log, self._refusal)
+        # The state store cannot write (high availability: etcd without quorum): new
+        # control connections and calls are refused, those up go on (Alg.set_store_down).
+        self.store_down = False
         self.forwards: dict[IPv4Address, IPv4Address] = {}
         self._apply_forwards()
         self.switch_counters: Counter[str] = Counter()  # read from the switch's flow stats
@@ -411,6 +414,10 @@ class Gateway:
         one. A SYN that does not fit is dropped, counted; a host over its own cap has its
         SYNs dropped in the switch for a while (``_block``)."""
         state, limits = self.state, self.limits
+        if self.store_down:  # it could not be written: it would not survive a failover
+            self._drop("refused_store_unavailable", "SYN from %s: the state store cannot "
+                       "write", client)
+            return False, []
         if state.idx.client_conns.get(client, 0) >= limits.max_connections_per_host:
             self._drop("refused_per_host_cap", "SYN from %s: %d connections already", client,
                        limits.max_connections_per_host)
@@ -659,8 +666,12 @@ class Gateway:
             if event.kind == EventKind.CALL_REQUESTED:
                 msgs.extend(self._call_requested(conn, call))
                 self._log_call("requested", conn, call)
-            elif event.kind == EventKind.CALL_ESTABLISHED and self._refused(call):
+            elif event.kind == EventKind.CALL_ESTABLISHED and self._refusal(call):
                 # Its reply reached the client as a failure (callids): it ends here too.
+                if self._refusal(call) == NO_PATH:
+                    self.counters["calls_refused_no_path"] += 1
+                else:
+                    self.counters["calls_refused_store_unavailable"] += 1
                 call.state = CallState.CLOSED
                 self.counters["calls_closed"] += 1
                 self._log_call("closed", conn, call, f"reason={CloseReason.REFUSED}")
@@ -684,8 +695,11 @@ class Gateway:
             path = "-" if call.state == CallState.CLOSED else self.paths.path(call)
             log_call(self.log, self.dpid, event, conn, call, path, detail)
 
-    def _refused(self, call: rec.Call) -> bool:
-        return self.paths.path(call) == Path.REFUSED
+    def _refusal(self, call: rec.Call) -> str:
+        """Why a call its server has just connected is refused, "" if it is not."""
+        if self.paths.path(call) == Path.REFUSED:
+            return NO_PATH
+        return STORE_UNAVAILABLE if self.store_down else ""
 
     def _call_requested(self, conn: Conn, call: rec.Call) -> list[Any]:
         self.counters["calls_requested"] += 1

@@ -32,6 +32,8 @@ LOG = logging.getLogger("ryu_pptp_alg.ha")
 class GuardedStore(Protocol):
     def set_guard(self, dpid: int, key: str, lease_id: int) -> None: ...
 
+    def set_reachable(self, reachable: bool, why: str = "") -> None: ...
+
     def clear_guard(self, dpid: int) -> None: ...
 
     def load_gateway(self, dpid: int) -> Records: ...
@@ -61,6 +63,11 @@ class HighAvailability:
 
     def tick(self) -> None:
         self.apply(self.election.tick(self.clock()))
+        # etcd as the election found it: while it cannot be reached nothing can be
+        # written, so new set-ups are refused and the store fails fast.
+        error = self.election.error
+        self.store.set_reachable(not error, error)
+        self.alg.set_store_down(bool(error), error)
 
     def connected(self, dpid: int) -> None:
         """Before ``Alg.datapath_up``: a master's role request goes first."""

@@ -5,7 +5,9 @@ enforces controller roles and generation ids as OpenFlow 1.3 specifies (6.3.6).
 keyspace), leases that expire when the clock passes their TTL (deleting their keys
 in one revision) and keys with their create revision and lease. Each instance
 talks to it through its own :class:`FakeEtcdClient`, which can be cut off alone;
-``FakeEtcd.up = False`` cuts off everyone.
+``FakeEtcd.up = False`` cuts off everyone (quorum lost). As in etcd, no lease expires
+while there is no quorum (no leader), and when quorum is back every lease has its whole
+TTL again (the new leader's lessor promotion).
 """
 
 from __future__ import annotations
@@ -23,16 +25,31 @@ from ryu_pptp_alg.election import Guard, Holder, Unavailable
 @dataclass
 class FakeEtcd:
     clock: Callable[[], float]
-    up: bool = True
+    _up: bool = True
     revision: int = 1
     keys: dict[str, Holder] = field(default_factory=dict)
     leases: dict[int, tuple[float, int]] = field(default_factory=dict)  # id -> (expiry, ttl)
     next_lease: int = 0x7E57_0000
 
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, up: bool) -> None:
+        if up and not self._up:  # quorum back: a leader again, every lease renewed
+            self.leases = {lease: (self.clock() + ttl, ttl)
+                           for lease, (_, ttl) in self.leases.items()}
+        elif self._up and not up:
+            self.expire()  # what expired before quorum was lost
+        self._up = up
+
     def client(self) -> FakeEtcdClient:
         return FakeEtcdClient(self)
 
     def expire(self) -> None:
+        if not self._up:
+            return
         now = self.clock()
         for lease, (expiry, _) in sorted(self.leases.items(), key=lambda item: item[1]):
             if expiry <= now:

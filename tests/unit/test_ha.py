@@ -36,12 +36,16 @@ class SharedStore:
         self.kv = kv
         self.guards: dict[int, tuple[str, int]] = {}
         self.down = False
+        self.reachable = True  # as the election last reported
 
     def set_guard(self, dpid: int, key: str, lease_id: int) -> None:
         self.guards[dpid] = (key, lease_id)
 
     def clear_guard(self, dpid: int) -> None:
         self.guards.pop(dpid, None)
+
+    def set_reachable(self, reachable: bool, why: str = "") -> None:
+        self.reachable = reachable
 
     def load_gateway(self, dpid: int) -> Records:
         if self.down:
@@ -52,6 +56,8 @@ class SharedStore:
         raise AssertionError("an elected controller loads one switch at a time")
 
     def append(self, dpid: int, changes: Sequence[Change]) -> None:
+        if not (self.kv.etcd.up and self.kv.reachable):
+            raise StoreError("etcd store: no endpoint answered")
         guard = self.guards.get(dpid)
         if guard is not None:
             holder = self.kv.etcd.holder(guard[0])
@@ -237,3 +243,28 @@ def test_guard_of_the_fake_matches_the_real_store() -> None:
     kv.revoke(lease)
     with pytest.raises(NotMaster):
         store.append(1, [("fwd", "x", None)])
+
+
+def test_without_quorum_the_master_keeps_the_switch_refuses_set_ups_and_resumes(group) -> None:
+    clock, etcd, switch, _a, _b = group
+    master, standby = elected(group)
+    master.alg.add_forward(FORWARD)
+    generation = master.election.status(DPID, clock())["generation_id"]
+    sent = len(master.sent)
+    etcd.up = False
+    run(clock, [master, standby], 3 * TTL)
+    assert switch.master() == master.name and master.alg.mastered == {DPID}
+    assert standby.alg.mastered == set()
+    assert not master.store.reachable and master.alg.gateways[DPID].store_down
+    status = master.alg.status()[0]["ha"]
+    assert (status["role"], status["lease_confirmed"]) == ("master", False)
+    assert master.ha.health()["etcd"] == "unavailable"
+    assert not any(isinstance(m, parser.OFPRoleRequest) for m in master.sent[sent:])
+    etcd.up = True  # quorum back: the same lease, the same master, set-ups again
+    run(clock, [master, standby], 2)
+    assert switch.master() == master.name and master.alg.mastered == {DPID}
+    assert master.election.status(DPID, clock())["generation_id"] == generation
+    assert master.store.reachable and not master.alg.gateways[DPID].store_down
+    assert master.alg.status()[0]["ha"]["lease_confirmed"] is True
+    assert master.alg.gateways[DPID].counters["ha_takeovers"] == 1
+    assert [row["public"] for row in master.alg.forwards()] == [FORWARD["public"]]

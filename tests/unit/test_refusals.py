@@ -6,7 +6,7 @@ from __future__ import annotations
 from ryu_pptp_alg import pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
-from tests.unit.fakeswitch import FakeSwitch, tcp_of
+from tests.unit.fakeswitch import FakeSwitch, TcpEnd, tcp_of
 from tests.unit.test_outbound import (
     CLIENTS,
     OUTSIDE,
@@ -127,3 +127,40 @@ def test_with_barriers_the_refusal_is_known_before_the_reply_is_released(clock):
     assert paths(switch) == {str(CLIENTS[1].ip): "slow"}
     (back,) = switch.send(OUTSIDE, SERVER.gre(PUBLIC, 7))
     assert back.via_controller
+
+
+# --- the state store cannot write (high availability: etcd without quorum) ------------------
+
+
+def test_while_the_store_cannot_write_new_set_ups_are_refused_and_calls_up_go_on(clock):
+    switch = limited_switch(clock, 3)
+    first = Peers(switch, 1)
+    first.start()
+    first.call(7, 0x80)
+    busy = Peers(switch, 2)  # a control connection up, no call yet
+    busy.start()
+    switch.gateway.store_down = True  # Alg.set_store_down, from the election's view
+    # A new control connection: its SYN goes nowhere (the client retries).
+    end = TcpEnd(CLIENTS[1], 40001, SERVER_IP, 1723, 1000)
+    assert switch.send(1, end.segment(fr.TCP_SYN)) == []
+    assert switch.gateway.counters["refused_store_unavailable"] == 1
+    # A call on the connection already up: the server's reply reaches the client failed.
+    (request,) = busy.from_client(pptp.OutgoingCallRequest(call_id=9))
+    seen_id = pptp.parse(tcp_of(request)[1].payload).call_id
+    (reply,) = busy.from_server(pptp.OutgoingCallReply(call_id=0x90, peer_call_id=seen_id))
+    answer = pptp.parse(tcp_of(reply)[1].payload)
+    assert (answer.peer_call_id, answer.result_code, answer.error_code) == (
+        9, pptp.OutgoingCallResult.GENERAL_ERROR, pptp.GeneralErrorCode.NO_RESOURCE)
+    assert switch.gateway.counters["calls_refused_store_unavailable"] == 1
+    assert switch.gateway.counters["calls_refused_no_path"] == 0
+    assert paths(switch) == {str(CLIENTS[1].ip): "fast"}
+    # The call already up carries on, both ways.
+    (out,) = switch.send(1, CLIENTS[1].gre(SERVER_IP, 0x80))
+    assert out.port == OUTSIDE
+    (back,) = switch.send(OUTSIDE, SERVER.gre(PUBLIC, 7))
+    assert back.port == 1
+    switch.gateway.store_down = False  # writes again: set-ups are accepted again
+    busy.call(11, 0x91)
+    assert paths(switch) == {str(CLIENTS[1].ip): "fast", str(CLIENTS[2].ip): "slow"}
+    (syn,) = switch.send(1, end.segment(fr.TCP_SYN))
+    assert syn.port == OUTSIDE
