@@ -156,6 +156,7 @@ class Alg:
                     self.on_not_master(gateway.dpid)
                 return []
             except StoreError as err:  # a full disk must not stop every call: go on, loudly
+                gateway.state.unwritten(changes)  # written with the next change that is
                 self.counters["state_store_errors"] += 1
                 if self.counters["state_store_errors"] == 1 or self.store_ok:
                     LOG.error("state store: %s; calls go on but would not survive a "

@@ -27,8 +27,9 @@ MAX_FSYNC_INTERVAL = 3600.0
 INSTANCE_RE = re.compile(r"[A-Za-z0-9.:_-]{0,64}")  # a part of etcd keys: no /
 DEFAULT_ETCD_ENDPOINTS = ("http://127.0.0.1:2379",)
 DEFAULT_ETCD_PREFIX = "/ryu-pptp-alg/"
-# etcd raises a shorter lease to its minimum, 2 s with its default timings.
-MIN_LEASE_TTL, MAX_LEASE_TTL = 2, 3600
+# etcd raises a shorter lease to its minimum: 1.5 election timeouts rounded up, 2 s with
+# its default timings, 1 s with --election-timeout 500 (README, High availability).
+MIN_LEASE_TTL, MAX_LEASE_TTL = 1, 3600
 
 T = TypeVar("T")
 

@@ -282,6 +282,10 @@ class Election:
             return None
         return Guard(election_key(self.prefix, dpid), self.lease, switch.generation_id)
 
+    def lease_confirmed(self, now: float) -> bool:
+        """Whether etcd surely still holds our lease (a keepalive answered within ttl)."""
+        return self.lease is not None and now < self.deadline
+
     def is_master(self, dpid: int) -> bool:
         """Whether this instance acts as the switch's master (its lease may be unconfirmed
         while etcd cannot be reached: ``guard`` tells)."""

@@ -63,11 +63,13 @@ class HighAvailability:
 
     def tick(self) -> None:
         self.apply(self.election.tick(self.clock()))
-        # etcd as the election found it: while it cannot be reached nothing can be
-        # written, so new set-ups are refused and the store fails fast.
+        # etcd as the election found it. Unreachable: the store's writes fail at once
+        # (not after a timeout on the packet-in path; they are retried). Unreachable for
+        # a whole lease (unconfirmed): new set-ups are refused until it answers again.
         error = self.election.error
         self.store.set_reachable(not error, error)
-        self.alg.set_store_down(bool(error), error)
+        confirmed = self.election.lease_confirmed(self.clock())
+        self.alg.set_store_down(not confirmed, error or "no etcd lease yet")
 
     def connected(self, dpid: int) -> None:
         """Before ``Alg.datapath_up``: a master's role request goes first."""

@@ -116,6 +116,11 @@ class GatewayState:
         self.dirty.clear()
         return changes
 
+    def unwritten(self, changes: list[Change]) -> None:
+        """``changes`` (from ``take_changes``) could not be written: they go again with the
+        next write, or the next lazy one (their values as they are then)."""
+        self.lazy.update((kind, ident) for kind, ident, _ in changes)
+
     def _encoded(self, kind: str, ident: Any) -> Any:
         if kind == rec.CONN:
             conn = self.conns.get(ident)

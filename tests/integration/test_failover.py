@@ -14,7 +14,8 @@ tcp:A tcp:B``) and the state is in etcd. Criteria, in order, failures gathered:
   for ``STAY_WINDOW`` (shorter than the election's hand-over ``settle`` time: after it,
   the better-ranked instance gets its switches back, a planned hand-over);
 - one etcd member of three is killed: the master stays, a new call sets up;
-- two are killed and restored: etcd answers again and a master carries on by itself;
+- two are killed (no quorum): the master keeps the switch, every call carries on, a
+  new call is refused (counted); restored, the same master carries on, new calls set up;
 - the clients hang up cleanly and new calls (outbound, inbound) set up.
 """
 
@@ -63,17 +64,18 @@ from tests.integration.test_restart import (
 pytestmark = pytest.mark.integration
 
 DPID = 0xD1  # test_restart's helpers look this dpid up
-LEASE_TTL = 2
+# etcd here runs with a 500 ms election timeout (testbed/etcd.py): 1 s leases hold.
+LEASE_TTL = 1
 FAILOVER_LIMIT = 5.0  # seconds from the kill to the standby reporting master
-# No call may go longer without an echo reply. The issue asks for under 3 s; measured
-# (bench/failover.py, ten kills) the slow path's worst gap is 3.3 s: the dead master's
-# lease lasts up to lease_ttl after its last keepalive, etcd revokes expired leases every
-# 0.5 s, the standby looks every ttl/10 s, and an echo reply can be missed on either side
-# (0.5 s each). So: lease_ttl + 1.5 s.
-MAX_GAP = LEASE_TTL + 1.5
+# No call may go longer without an echo reply (the issue: under 3 s). The slow path's
+# gap: an echo reply missed just before the kill (0.5 s), the dead master's lease living
+# on for up to lease_ttl after its last keepalive, etcd revoking expired leases every
+# 0.5 s, the standby looking every ttl/10 s, and its take-over.
+MAX_GAP = 3.0
 PRE_WINDOW = 2.0
 POST_WINDOW = 5.0
 STAY_WINDOW = 5.0
+HANDOVER_LIMIT = 20.0  # the election's settle time (10 s) after the old master is back
 
 
 def ha_row(controller: Controller) -> dict[str, Any]:
@@ -173,12 +175,18 @@ def judge(calls: list[Call], since: float, until: float, origin: float,
     return failures, lines
 
 
-def new_call_up(sc: Scenario, name: str) -> str:
+def counter(controller: Controller, name: str) -> int:
+    (row,) = [g for g in controller.get("/pptp/gateways", timeout=2)["gateways"]
+              if g["dpid"] == DPID]
+    return int(row["counters"].get(name, 0))
+
+
+def new_call_up(sc: Scenario, name: str, wait: float = 20) -> str:
     """An extra outbound call from c2 (its own stand-ins) must bring PPP up; '' if so."""
     client = sc.stack.enter_context(PptpClient(sc.namespaces["c2"], OUTSIDE_SERVER_IP,
                                                CLIENT_IPS[1], sc.workdir / name))
     try:
-        client.wait_ppp_up(20)
+        client.wait_ppp_up(wait)
     except HarnessError as err:
         return f"{name}: PPP did not come up: {str(err).splitlines()[0]}"
     finally:
@@ -242,13 +250,30 @@ def test_failover_keeps_every_call(group: Group) -> None:
     failures += check_session_table(sc, before)
     facts.append(f"old master back: {role(old)}; master still {role(standby)}")
 
+    # --- the planned hand-over: the old master ranks first for the switch --------------------
+    handover = time.monotonic()
+    try:
+        wait_for(lambda: role(old) == "master" and role(standby) == "slave",
+                 HANDOVER_LIMIT, "the switch to be handed back to its first-ranked instance",
+                 interval=0.1)
+    except HarnessError:
+        failures.append(f"no hand-over back within {HANDOVER_LIMIT}s: old {role(old)}, "
+                        f"new {role(standby)}")
+    time.sleep(2.0)
+    more, _lines = judge(calls, handover, time.monotonic(), handover, gapless_fast=True)
+    failures += [f"hand-over back: {f}" for f in more]
+    current = master_of(controllers) or old
+    sc.controller = current
+    facts.append(f"planned hand-over back to the old master: "
+                 f"{time.monotonic() - handover - 2.0:.1f}s after the wait began")
+
     # --- etcd: one member down, then two -----------------------------------------------------
     etcd.kill_member(2)
     one_down = time.monotonic()
     time.sleep(2 * LEASE_TTL)
-    if role(standby) != "master":
-        failures.append(f"one etcd member down: master now {role(standby)}, "
-                        f"old {role(old)}")
+    if master_of(controllers) is not current:
+        failures.append(f"one etcd member down: master now {role(current)} on the master, "
+                        f"{[role(c) for c in controllers]} all")
     problem = new_call_up(sc, "c2-etcd1")
     if problem:
         failures.append(f"one etcd member down: new call: {problem}")
@@ -257,12 +282,20 @@ def test_failover_keeps_every_call(group: Group) -> None:
     etcd.kill_member(1)
     no_quorum = time.monotonic()
     time.sleep(2 * LEASE_TTL + 1)
-    fast_calls = [c for c in calls if c.path == "fast"]
-    more, _lines = judge(fast_calls, no_quorum, time.monotonic(), no_quorum,
-                        gapless_fast=True)
-    failures += [f"no etcd quorum: {f}" for f in more]
-    facts.append(f"no etcd quorum: roles old {role(old)}, new {role(standby)}; "
-                 f"health {standby.get('/pptp/gateways').get('ha')}")
+    # Without quorum: the master keeps the switch, every call goes on (the slow path
+    # too), and a new set-up is refused, counted.
+    if role(current) != "master":
+        failures.append(f"no etcd quorum: the master is {role(current)} now, "
+                        f"{[role(c) for c in controllers]} all")
+    refused_before = counter(current, "refused_store_unavailable")
+    problem = new_call_up(sc, "c2-noquorum", wait=6)
+    refused = counter(current, "refused_store_unavailable") - refused_before
+    if not problem or refused < 1:
+        failures.append(f"no etcd quorum: a new call was not refused (PPP: "
+                        f"{problem or 'up'}; refused_store_unavailable +{refused})")
+    health = current.get("/pptp/gateways").get("ha")
+    facts.append(f"no etcd quorum: roles {[role(c) for c in controllers]}; new call "
+                 f"refused ({refused} SYNs counted); health {health}")
     etcd.start_member(1)
     etcd.start_member(2)
     etcd.wait_healthy(timeout=30)
@@ -273,13 +306,13 @@ def test_failover_keeps_every_call(group: Group) -> None:
                           interval=0.1)
     facts.append(f"etcd back: master {master and ha_row(master)} "
                  f"{time.monotonic() - restored:.1f}s later")
-    if master is None:
-        failures.append("etcd back: no master")
-    else:
-        sc.controller = master
-        problem = new_call_up(sc, "c2-etcd-back")
-        if problem:
-            failures.append(f"etcd back: new call: {problem}")
+    if master is not current:
+        failures.append(f"etcd back: the master changed: {[role(c) for c in controllers]}")
+    problem = new_call_up(sc, "c2-etcd-back")
+    if problem:
+        failures.append(f"etcd back: new call: {problem}")
+    more, _lines = judge(calls, no_quorum, time.monotonic(), no_quorum, gapless_fast=True)
+    failures += [f"no etcd quorum and back: {f}" for f in more]
 
     # --- hang up, new calls ------------------------------------------------------------------
     after_rows = session_calls(sc.controller)

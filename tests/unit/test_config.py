@@ -214,7 +214,7 @@ def test_example_state_section_is_the_default():
     ({"prefix": "/ryu-pptp-alg"}, "state.prefix", "ending in /"),
     ({"prefix": ""}, "state.prefix", "ending in /"),
     ({"prefix": 7}, "state.prefix", "ending in /"),
-    ({"lease_ttl": 1}, "state.lease_ttl", "out of range 2..3600"),
+    ({"lease_ttl": 0}, "state.lease_ttl", "out of range 1..3600"),
     ({"lease_ttl": 2.5}, "state.lease_ttl", "expected an integer"),
     ({"lease_ttl": True}, "state.lease_ttl", "expected an integer"),
 ])
