@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, str, list[str], dict[str, str]]] = [  # name, script
     ("endtoend", "bench/endtoend.py", ["--rounds", "7"], {}),
     ("restore", "bench/restore.py", ["--rounds", "3"], {}),
     ("flood", "bench/flood.py", [], {}),  # issue 13: set-up under a 50k SYN/s flood
+    ("failover", "bench/failover.py", [], {}),  # issue 15: ten kills -9 of the master
 ]
 TARGETS = """Targets (issue 6): >= 2,000 call set-ups per second and p99 set-up latency under
 10 ms at 100 concurrent calls; under 2 KiB of controller memory per call; fast path

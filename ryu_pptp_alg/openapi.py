@@ -114,6 +114,9 @@ SCHEMAS: dict[str, Any] = {
     }, {"ha": _ref("HaRole")}),
     "HaRole": _object({
         "role": {"enum": ["master", "slave"], "description": "this controller's role"},
+        "lease_confirmed": {"type": "boolean", "description": "master, and etcd answered "
+                            "a keepalive within the lease: false while etcd cannot be "
+                            "reached (calls go on; new set-ups are refused)"},
         "generation_id": {"type": ["integer", "null"], "minimum": 0,
                           "description": "the master's generation id (an etcd revision)"},
         "master": {"type": ["string", "null"], "description": "the master's instance name"},
