@@ -94,7 +94,7 @@ def high_availability(config: AlgConfig, alg: Alg, store: StateStore,
     name = instance_name(config.ha.instance, socket.gethostname(), of_port)
     kv = EtcdKeyValue(state.endpoints, *call_timeouts(state.lease_ttl, len(state.endpoints)))
     election = Election(kv, name, state.prefix, state.lease_ttl,
-                        [g.dpid for g in config.gateways])
+                        [g.dpid for g in config.gateways], settle=config.ha.rebalance_after)
     LOG.info("high availability: instance %s, etcd %s, prefix %s, lease %d s", name,
              ",".join(state.endpoints), state.prefix, state.lease_ttl)
     return HighAvailability(election, alg, store, send, is_connected)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ DEFAULT_NEXT_TABLE = 2
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 DEFAULT_STATE_PATH = Path("/var/lib/ryu-pptp-alg/state.msgpack")
 MAX_FSYNC_INTERVAL = 3600.0
+MIN_REBALANCE = 5.0  # seconds: a hand-over is a pause of the controller path; not often
 INSTANCE_RE = re.compile(r"[A-Za-z0-9.:_-]{0,64}")  # a part of etcd keys: no /
 DEFAULT_ETCD_ENDPOINTS = ("http://127.0.0.1:2379",)
 DEFAULT_ETCD_PREFIX = "/ryu-pptp-alg/"
@@ -197,6 +198,9 @@ class HaConfig:
     group's election, unique in the group; "" names it hostname:OpenFlow-port."""
 
     instance: str = ""
+    # Seconds a better-ranked instance (rendezvous hashing) is connected to a switch before
+    # its master hands the switch over to it; 0: never, a controller back stays standby.
+    rebalance_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,12 @@ def _ha(value: Any) -> HaConfig:
     if not isinstance(instance, str) or not INSTANCE_RE.fullmatch(instance):
         raise ConfigError("ha.instance", f"expected a name of letters, digits and .:_- "
                                          f"(at most 64), got {_describe(instance)}")
-    return HaConfig(instance=instance)
+    rebalance = fields.get("rebalance_after", 0.0)
+    if isinstance(rebalance, bool) or not isinstance(rebalance, int | float) or not (
+            rebalance == 0 or MIN_REBALANCE <= rebalance <= 86400):
+        raise ConfigError("ha.rebalance_after", f"expected 0 (never) or {MIN_REBALANCE:g} to "
+                                                f"86400 seconds, got {_describe(rebalance)}")
+    return HaConfig(instance=instance, rebalance_after=float(rebalance))
 
 
 def _rates(value: Any) -> Rates:

@@ -26,7 +26,9 @@ the others once it has been free for ``delay`` seconds: with two instances each 
 master of about half, and a standby takes over a dead master's switches within
 ``ttl`` and a tick (the dead one's keys go with its lease). A master hands a switch
 over (resigns) when an instance ranked above it has been connected to it for
-``settle`` seconds, one switch per tick: a restarted instance gets its share back.
+``settle`` seconds, one switch per tick: a restarted instance gets its share back. With
+``settle`` 0 (the default, ``ha.rebalance_after``) it never does: a controller that comes
+back stays standby and the calls do not pause a second time.
 Only an instance connected to the switch campaigns, and a master the switch stays
 disconnected from for ``delay`` seconds resigns.
 
@@ -84,7 +86,9 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from ryu_pptp_alg import ofmsg
 
 DEFAULT_DELAY = 2.0  # seconds a lower-ranked instance lets the first one campaign
-DEFAULT_SETTLE = 10.0  # seconds a better-ranked instance is connected before a handover
+# Seconds a better-ranked instance is connected before a handover; 0: never (the default:
+# a controller that comes back stays standby, so no call pauses twice for one failure).
+DEFAULT_SETTLE = 0.0
 
 
 class Unavailable(Exception):
@@ -408,6 +412,8 @@ class Election:
                        handed_over: bool) -> bool:
         if not switch.connected:
             return now - switch.disconnected_at >= self.delay
+        if not self.settle:
+            return False
         better = ranked[:ranked.index(self.instance)]
         return not handed_over and now >= switch.handover_after \
             and any(now - switch.seen[name] >= self.settle for name in better)

@@ -11,8 +11,7 @@ tcp:A tcp:B``) and the state is in etcd. Criteria, in order, failures gathered:
   generation id; fast-path calls miss no echo reply; no call goes ``MAX_GAP`` without
   one; the new master's session table shows the same calls;
 - the old master comes back: it is standby, the master and the calls are untouched
-  for ``STAY_WINDOW`` (shorter than the election's hand-over ``settle`` time: after it,
-  the better-ranked instance gets its switches back, a planned hand-over);
+  for ``STAY_WINDOW`` (no rebalancing by default: ``ha.rebalance_after`` 0);
 - one etcd member of three is killed: the master stays, a new call sets up;
 - two are killed (no quorum): the master keeps the switch, every call carries on, a
   new call is refused (counted); restored, the same master carries on, new calls set up;
@@ -74,8 +73,7 @@ FAILOVER_LIMIT = 5.0  # seconds from the kill to the standby reporting master
 MAX_GAP = 3.0
 PRE_WINDOW = 2.0
 POST_WINDOW = 5.0
-STAY_WINDOW = 5.0
-HANDOVER_LIMIT = 20.0  # the election's settle time (10 s) after the old master is back
+STAY_WINDOW = 8.0
 
 
 def ha_row(controller: Controller) -> dict[str, Any]:
@@ -250,23 +248,7 @@ def test_failover_keeps_every_call(group: Group) -> None:
     failures += check_session_table(sc, before)
     facts.append(f"old master back: {role(old)}; master still {role(standby)}")
 
-    # --- the planned hand-over: the old master ranks first for the switch --------------------
-    handover = time.monotonic()
-    try:
-        wait_for(lambda: role(old) == "master" and role(standby) == "slave",
-                 HANDOVER_LIMIT, "the switch to be handed back to its first-ranked instance",
-                 interval=0.1)
-    except HarnessError:
-        failures.append(f"no hand-over back within {HANDOVER_LIMIT}s: old {role(old)}, "
-                        f"new {role(standby)}")
-    time.sleep(2.0)
-    more, _lines = judge(calls, handover, time.monotonic(), handover, gapless_fast=True)
-    failures += [f"hand-over back: {f}" for f in more]
-    current = master_of(controllers) or old
-    sc.controller = current
-    facts.append(f"planned hand-over back to the old master: "
-                 f"{time.monotonic() - handover - 2.0:.1f}s after the wait began")
-
+    current = standby
     # --- etcd: one member down, then two -----------------------------------------------------
     etcd.kill_member(2)
     one_down = time.monotonic()

@@ -253,6 +253,8 @@ def test_ha_instance_name():
     assert config_from_dict(VALID).ha.instance == ""  # hostname:port
     assert config_from_dict({**VALID, "ha": {"instance": "ctl-2.site:6653"}}).ha.instance \
         == "ctl-2.site:6653"
+    assert config_from_dict(VALID).ha.rebalance_after == 0  # a controller back stays standby
+    assert config_from_dict({**VALID, "ha": {"rebalance_after": 30}}).ha.rebalance_after == 30
 
 
 @pytest.mark.parametrize("ha,key,fragment", [
@@ -262,6 +264,10 @@ def test_ha_instance_name():
     ({"instance": "x" * 65}, "ha.instance", "at most 64"),
     ({"instance": 2}, "ha.instance", "got int 2"),
     ({"name": "a"}, "ha.name", "unknown key"),
+    ({"rebalance_after": 1}, "ha.rebalance_after", "0 (never) or 5 to 86400"),
+    ({"rebalance_after": -5}, "ha.rebalance_after", "got int -5"),
+    ({"rebalance_after": True}, "ha.rebalance_after", "got bool True"),
+    ({"rebalance_after": "10"}, "ha.rebalance_after", "got str '10'"),
 ])
 def test_bad_ha_names_the_key(ha, key, fragment):
     with pytest.raises(ConfigError) as info:

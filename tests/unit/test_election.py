@@ -260,9 +260,8 @@ def test_a_paused_master_is_fenced_by_lease_and_generation_id_and_stays_slave():
     assert a.guard(dpid) is None and not any(
         isinstance(action, BecomeMaster) for action in a.log[seen:])
     group.settled()
-    group.run(10 * TICK)  # ranked first, it gets the switch back once settled: a new term
-    assert group.master_of(dpid) is a
-    assert a.guard(dpid).generation_id > b.log[-1].generation_id > old_guard.generation_id
+    group.run(20 * TICK)  # ranked first, but no rebalancing by default: it stays standby
+    assert group.master_of(dpid) is b
     group.settled()
 
 
@@ -460,11 +459,27 @@ def test_only_an_instance_connected_to_the_switch_campaigns():
     group.run(2 * TICK)  # it does not: a resigns, b takes the switch
     assert group.master_of(dpid) is b
     assert not a.loaded
-    a.connect(dpid)  # back, ranked first: it gets the switch back once settled
+    a.connect(dpid)  # back, ranked first: it stays standby (no rebalancing by default)
+    group.run(20 * TICK)
+    assert group.master_of(dpid) is b
+    group.settled()
+
+
+def test_with_rebalancing_the_first_ranked_gets_its_switch_back_once_settled():
+    dpid = preferred_dpid("a", ["b"])
+    group = Group(["a", "b"], [dpid], settle=10.0)
+    group.run(2 * TICK)
+    a, b = group.nodes["a"], group.nodes["b"]
+    old = a.guard(dpid)
+    a.disconnect(dpid)
+    group.run(3 * TICK)
+    assert group.master_of(dpid) is b
+    a.connect(dpid)
     group.run(TICK)
     assert group.master_of(dpid) is b
-    group.run(12 * TICK)
+    group.run(12 * TICK)  # connected for settle seconds: b hands it over, a new term
     assert group.master_of(dpid) is a
+    assert a.guard(dpid).generation_id > b.log[-1].generation_id > old.generation_id
     group.settled()
 
 
