@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -66,6 +67,8 @@ class Alg:
         self.counters: Counter[str] = Counter()
         self.store = store
         self.store_ok = True
+        # The app's is a greenlet semaphore (ryu.lib.hub): the etcd store's requests yield.
+        self.store_lock: AbstractContextManager[Any] = nullcontext()
         # None: this instance handles every switch (no election); else those it masters.
         self.mastered: set[int] | None = None if restore else set()
         self.on_not_master: Callable[[int], None] | None = None
@@ -144,6 +147,14 @@ class Alg:
 
     def _stored(self, gateway: Gateway, msgs: list[ofmsg.Message],
                 lazy: bool = False) -> list[ofmsg.Message]:
+        # One write at a time, from taking the changes to their commit: a write that waits
+        # on etcd yields to other greenlets (the ticker, REST), whose later changes must
+        # not commit before it does.
+        with self.store_lock:
+            return self._write(gateway, msgs, lazy)
+
+    def _write(self, gateway: Gateway, msgs: list[ofmsg.Message],
+               lazy: bool) -> list[ofmsg.Message]:
         changes = gateway.take_changes(lazy)
         if changes and self.store is not None:
             try:
@@ -345,8 +356,11 @@ class Alg:
             gateway.add_forward(forward)
         except ValueError as err:
             raise RequestError(409, str(err)) from None
+        # Its row as added: by the time the write returns, another request may have
+        # removed it (the etcd store's write yields to other greenlets).
+        row = next(r for r in gateway.forward_rows() if r["public"] == str(forward.public))
         self._changed(gateway, [])
-        return next(r for r in gateway.forward_rows() if r["public"] == str(forward.public))
+        return row
 
     def remove_forward(self, public_text: str,
                        dpid: int | None = None) -> tuple[int, list[ofmsg.Message], int]:

@@ -121,6 +121,7 @@ class PptpAlgApp(app_manager.RyuApp):
         elected = config.state.backend == StateBackend.ETCD
         # Elected: no switch is ours until the election says so (its records read then).
         self.alg = Alg(config, store=store, restore=not elected)
+        self.alg.store_lock = hub.BoundedSemaphore(1)
         self.datapaths: dict[int, Any] = {}
         self.ha = high_availability(config, self.alg, store, self.send_to,
                                     self.datapaths.__contains__) if elected else None

@@ -271,3 +271,38 @@ def test_without_quorum_the_master_keeps_the_switch_refuses_set_ups_and_resumes(
     assert master.alg.gateways[DPID].counters["ha_takeovers"] == 1
     master.alg.housekeeping()  # what could not be written goes now
     assert master.store.records[DPID]["fwd"] == {FORWARD["public"]: FORWARD["inside"]}
+
+
+class SlowStore(SharedStore):
+    """The etcd store as greenlets see it: a write waits on the network (and yields), the
+    first one longest."""
+
+    def __init__(self, kv: FakeEtcdClient) -> None:
+        super().__init__({}, kv)
+        self.waits = [0.05]
+
+    def append(self, dpid: int, changes: Sequence[Change]) -> None:
+        import eventlet
+        eventlet.sleep(self.waits.pop(0) if self.waits else 0.0)
+        super().append(dpid, changes)
+
+
+@pytest.mark.parametrize("locked", [True, False])
+def test_writes_from_two_greenlets_commit_in_the_order_their_changes_were_made(locked):
+    """A forward added (its write slow) and removed from another greenlet meanwhile: the
+    removal must land last. Without the app's lock it lands first (the check fails)."""
+    import eventlet
+    from eventlet.semaphore import BoundedSemaphore
+    store = SlowStore(FakeEtcd(FakeClock(0.0)).client())
+    alg = Alg(config_from_dict(VALID), clock=FakeClock(0.0), store=store, restore=False)
+    alg.take_over(DPID, {})
+    if locked:
+        alg.store_lock = BoundedSemaphore(1)
+    adding = eventlet.spawn(alg.add_forward, FORWARD)
+    eventlet.sleep(0)  # the add has taken its changes and waits on the store
+    removing = eventlet.spawn(alg.remove_forward, FORWARD["public"])
+    adding.wait()
+    removing.wait()
+    assert alg.forwards() == []
+    stored = store.records.get(DPID, {}).get("fwd", {})
+    assert (stored == {}) is locked, stored
