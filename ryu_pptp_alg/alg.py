@@ -69,6 +69,9 @@ class Alg:
         self.store_ok = True
         # The app's is a greenlet semaphore (ryu.lib.hub): the etcd store's requests yield.
         self.store_lock: AbstractContextManager[Any] = nullcontext()
+        # Events' changes wait for ``commit`` (the app's, before it sends their messages)
+        # instead of one write each: with etcd, a write is a network round trip.
+        self.group_commit = False
         # None: this instance handles every switch (no election); else those it masters.
         self.mastered: set[int] | None = None if restore else set()
         self.on_not_master: Callable[[int], None] | None = None
@@ -147,14 +150,33 @@ class Alg:
 
     def _stored(self, gateway: Gateway, msgs: list[ofmsg.Message],
                 lazy: bool = False) -> list[ofmsg.Message]:
+        """``msgs`` once the changes they depend on are written; with ``group_commit`` they
+        are written by the next :meth:`commit`, which the app runs before sending them."""
+        if self.group_commit and not lazy:
+            return msgs
         # One write at a time, from taking the changes to their commit: a write that waits
         # on etcd yields to other greenlets (the ticker, REST), whose later changes must
         # not commit before it does.
         with self.store_lock:
-            return self._write(gateway, msgs, lazy)
+            return msgs if self._append(gateway, lazy) else []
 
-    def _write(self, gateway: Gateway, msgs: list[ofmsg.Message],
-               lazy: bool) -> list[ofmsg.Message]:
+    def _written(self, gateway: Gateway, msgs: list[ofmsg.Message]) -> list[ofmsg.Message]:
+        """As ``_stored``, but written now even with group commit (REST answers after)."""
+        with self.store_lock:
+            return msgs if self._append(gateway, False) else []
+
+    def commit(self) -> set[int]:
+        """Group commit: write what every mastered switch changed since the last write, a
+        transaction (or a few) per switch, one round trip to etcd for however many events
+        came meanwhile. The switches whose writes etcd refused as from a deposed master:
+        the messages produced for them before this commit must not be sent."""
+        with self.store_lock:
+            return {gateway.dpid for gateway in self._mastered()
+                    if not self._append(gateway, False)}
+
+    def _append(self, gateway: Gateway, lazy: bool) -> bool:
+        """Write the gateway's changes; False if the store found this instance deposed
+        (the switch is released: nothing that depended on them may be sent)."""
         changes = gateway.take_changes(lazy)
         if changes and self.store is not None:
             try:
@@ -165,7 +187,7 @@ class Alg:
                 self.release(gateway.dpid)
                 if self.on_not_master is not None:
                     self.on_not_master(gateway.dpid)
-                return []
+                return False
             except StoreError as err:  # a full disk must not stop every call: go on, loudly
                 gateway.state.unwritten(changes)  # written with the next change that is
                 self.counters["state_store_errors"] += 1
@@ -173,9 +195,9 @@ class Alg:
                     LOG.error("state store: %s; calls go on but would not survive a "
                               "restart until it works again", err)
                 self.store_ok = False
-                return msgs
+                return True
             self.store_ok = True
-        return msgs
+        return True
 
     def compact(self) -> None:
         """Write the whole state afresh (the store's journal grows until then)."""
@@ -204,7 +226,7 @@ class Alg:
     def _changed(self, gateway: Gateway, msgs: list[ofmsg.Message]) -> list[ofmsg.Message]:
         """A change asked through the API, stored; 409 if the store found this instance
         deposed (nothing written, nothing sent)."""
-        msgs = self._stored(gateway, msgs)
+        msgs = self._written(gateway, msgs)
         self._writable(gateway)
         return msgs
 

@@ -122,6 +122,11 @@ class PptpAlgApp(app_manager.RyuApp):
         # Elected: no switch is ours until the election says so (its records read then).
         self.alg = Alg(config, store=store, restore=not elected)
         self.alg.store_lock = hub.BoundedSemaphore(1)
+        # etcd: messages wait in the outbox for the group commit of the changes they depend
+        # on (_committer); a write per event would cap set-ups at a few dozen per second.
+        self.alg.group_commit = elected
+        self._outbox: list[tuple[Any, list[Any]]] = []
+        self._outbox_ready = hub.Event()
         self.datapaths: dict[int, Any] = {}
         self.ha = high_availability(config, self.alg, store, self.send_to,
                                     self.datapaths.__contains__) if elected else None
@@ -143,6 +148,8 @@ class PptpAlgApp(app_manager.RyuApp):
         self.threads.append(hub.spawn(self._ticker))
         if self.ha is not None:
             self.threads.append(hub.spawn(self._election_ticker))
+        if self.alg.group_commit:
+            self.threads.append(hub.spawn(self._committer))
         ofwire.use_fast_packet_in_parser()
         signal.signal(signal.SIGTERM, self._terminate)
         freeze_startup_objects()
@@ -237,9 +244,39 @@ class PptpAlgApp(app_manager.RyuApp):
             self.send(datapath, msgs)
 
     def send(self, datapath: Any, msgs: list[Any]) -> None:
-        """Encode the batch in order and hand it to the socket in one write."""
+        """Send ``msgs`` once the changes they depend on are stored: now, or with group
+        commit after the next commit."""
         if not msgs:
             return
+        if self.alg.group_commit:
+            self._outbox.append((datapath, msgs))
+            self._outbox_ready.set()
+            return
+        self._transmit(datapath, msgs)
+
+    def _committer(self) -> None:
+        """Group commit: write every change made since the last round in one go, then send
+        the messages queued before it, in order. Events go on meanwhile; what they queue
+        waits for the next round."""
+        while True:
+            self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, []
+            try:
+                refused = self.alg.commit()
+            except Exception:  # a bug must not stop every switch's messages
+                LOG.exception("group commit failed")
+                refused = set()
+            for datapath, msgs in batch:
+                if datapath.id in refused:
+                    continue  # deposed: nothing that depended on the refused write goes
+                try:
+                    self._transmit(datapath, msgs)
+                except Exception:
+                    LOG.exception("sending to dpid %#x failed", datapath.id or 0)
+
+    def _transmit(self, datapath: Any, msgs: list[Any]) -> None:
+        """Encode the batch in order and hand it to the socket in one write."""
         buffers = []
         counters = self.alg.counters_of(datapath.id)
         for msg in msgs:

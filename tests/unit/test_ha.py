@@ -4,6 +4,7 @@ Per-switch take-over and release of the Alg, fencing of a deposed master's write
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_pptp_alg.alg import Alg, NotMasterHere
-from ryu_pptp_alg.config import config_from_dict
+from ryu_pptp_alg.config import PortForward, config_from_dict
 from ryu_pptp_alg.election import Election, Guard
 from ryu_pptp_alg.etcdstore import NotMaster
 from ryu_pptp_alg.ha import HighAvailability
@@ -306,3 +307,33 @@ def test_writes_from_two_greenlets_commit_in_the_order_their_changes_were_made(l
     assert alg.forwards() == []
     stored = store.records.get(DPID, {}).get("fwd", {})
     assert (stored == {}) is locked, stored
+
+
+def test_group_commit_writes_what_events_changed_once_and_refuses_a_deposed_master(group):
+    clock, _etcd, switch, _a, _b = group
+    master, standby = elected(group)
+    alg = master.alg
+    alg.group_commit = True
+    gateway = alg.gateways[DPID]
+    public, inside = ipaddress.IPv4Address(FORWARD["public"]), "10.0.0.9"
+    gateway.add_forward(PortForward(public, ipaddress.IPv4Address(inside)))  # an event's
+    assert alg.tick(DPID) is not None  # events return their messages at once, unwritten
+    assert "fwd" not in master.store.records.get(DPID, {})
+    appends = []
+    real_append = master.store.append
+    master.store.append = lambda dpid, changes: (appends.append(len(changes)),
+                                                 real_append(dpid, changes))[1]
+    assert alg.commit() == set()  # one write for everything since the last
+    assert master.store.records[DPID]["fwd"] == {FORWARD["public"]: inside}
+    assert len(appends) == 1 and alg.commit() == set() and len(appends) == 1
+    # REST changes are written at once, group commit or not: they answer after.
+    alg.remove_forward(FORWARD["public"])
+    assert master.store.records[DPID]["fwd"] == {} and len(appends) == 2
+    # Deposed meanwhile: the commit is refused, the switch released, its messages dropped.
+    master.kv.reachable = False
+    run(clock, [standby], TTL + 3)
+    master.kv.reachable = True
+    assert switch.master() == standby.name
+    gateway.add_forward(PortForward(public, ipaddress.IPv4Address(inside)))
+    assert alg.commit() == {DPID}
+    assert alg.mastered == set() and gateway.counters["ha_writes_refused"] == 1
