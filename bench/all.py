@@ -26,6 +26,11 @@ RESULTS = ROOT / "docs" / "bench"
 PURE = {PURE_ENV: "1"}  # the packet-in path from its Python sources
 BENCHMARKS: list[tuple[str, str, list[str], dict[str, str]]] = [  # name, script, args, env
     ("controlplane", "bench/controlplane.py", [], {}),
+    # The same set-ups with the records in a local three-member etcd cluster (group
+    # commit); no open-loop rates and no Ryu floor (it has no store).
+    ("controlplane-etcd", "bench/controlplane.py",
+     ["--state", "etcd", "--concurrency", "100", "--calls-memory", "0", "--offered-rates", "0",
+      "--floor-messages", "0"], {}),
     ("heap", "bench/heap.py", [], {}),
     ("heap_pure", "bench/heap.py", [], PURE),
     ("profile", "bench/profile.py", [], {}),

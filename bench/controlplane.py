@@ -10,13 +10,23 @@ entries per call, and the controller's memory per established call.
 
     .venv/bin/python bench/controlplane.py --quick
     .venv/bin/python bench/controlplane.py --json out.json --markdown out.md
+    .venv/bin/python bench/controlplane.py --state etcd --concurrency 100 --calls-memory 0
+
+``--state etcd`` starts a three-member etcd cluster on localhost (``testbed/etcd.py``)
+for the whole benchmark and stops it at the end; each controller keeps its records
+there under ``ETCD_PREFIX``, emptied before each start (a cold start, as each ``file``
+run's own state file), and the benchmark fails unless the records reached etcd with
+no write refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import datetime
+import json
 import os
 import re
 import shlex
@@ -28,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
@@ -43,6 +54,7 @@ from ryu_pptp_alg import compiled, pipeline
 from ryu_pptp_alg.codec import frame as fr
 from ryu_pptp_alg.codec import pptp
 from ryu_pptp_alg.testbed.controller import Controller, free_port
+from ryu_pptp_alg.testbed.etcd import EtcdCluster
 
 DPID = 1
 INSIDE_PORT = 1
@@ -489,6 +501,7 @@ class Settings:
     switch_profile: str = "ovs"  # the simulated switch runs messages in order, as OVS does
     build: str = COMPILED  # or PURE: the controller runs its hot path from the Python sources
     state: str = "file"  # the state store's backend (file: in the run's own directory)
+    etcd_endpoints: tuple[str, ...] = ()  # state etcd: the cluster's client URLs
 
 
 def start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes] | None:
@@ -514,7 +527,11 @@ def with_controller(settings: Settings, name: str,
     """Start a fresh controller, connect the simulated switch, run ``body``, stop."""
     env = {compiled.PURE_ENV: "1"} if settings.build == PURE else {}
     config = gateway_config(settings.pool, switch_profile=settings.switch_profile)
-    if settings.state != "file":
+    if settings.state == ETCD:
+        config["state"] = {"backend": ETCD, "endpoints": list(settings.etcd_endpoints),
+                           "prefix": ETCD_PREFIX}
+        etcd_clear(settings.etcd_endpoints[0])
+    elif settings.state != "file":
         config["state"] = {"backend": settings.state}
     controller = Controller(config, settings.workdir / name, env=env)
     controller.start()
@@ -528,6 +545,8 @@ def with_controller(settings: Settings, name: str,
             finally:
                 session.switch.close()
         result = asyncio.run(main())
+        if settings.state == ETCD:
+            check_etcd_used(name, controller, settings.etcd_endpoints[0])
     finally:
         stop_profiler(profiler)
         controller.stop()
@@ -536,6 +555,64 @@ def with_controller(settings: Settings, name: str,
         raise RuntimeError(f"{name}: the controller ran its packet-in path as {ran!r}, not "
                            f"{settings.build!r} (make compile?)")
     return result
+
+
+ETCD = "etcd"
+ETCD_PREFIX = "/ryu-pptp-alg-bench/"
+STORE_ERRORS = re.compile(r"^pptp_state_store_errors_total (\S+)$", re.MULTILINE)
+
+
+def etcd_post(endpoint: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One request to etcd's HTTP gateway (``/v3/kv/range``...), its JSON answer."""
+    request = urllib.request.Request(f"{endpoint}/v3/{method}", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        result: dict[str, Any] = json.load(answer)
+    return result
+
+
+def etcd_prefix_range(prefix: str) -> dict[str, str]:
+    """Every key starting with ``prefix``, as etcd's key and range_end (base64)."""
+    raw = prefix.encode()
+    return {"key": base64.b64encode(raw).decode(),
+            "range_end": base64.b64encode(raw[:-1] + bytes([raw[-1] + 1])).decode()}
+
+
+def etcd_clear(endpoint: str) -> None:
+    """Delete what the last controller left under ``ETCD_PREFIX`` and compact etcd's
+    history, so that each controller starts cold on a like store."""
+    answer = etcd_post(endpoint, "kv/deleterange", etcd_prefix_range(ETCD_PREFIX))
+    if int(answer.get("deleted", 0)):
+        etcd_post(endpoint, "kv/compaction", {"revision": answer["header"]["revision"],
+                                              "physical": True})
+
+
+def check_etcd_used(name: str, controller: Controller, endpoint: str) -> None:
+    """Fail loudly unless the controller kept its records in etcd: it found the bench's
+    empty prefix there at start, no write was refused, and its records are there now."""
+    with urllib.request.urlopen(controller.url + "/metrics", timeout=10) as answer:
+        errors = STORE_ERRORS.search(answer.read().decode())
+    count = etcd_post(endpoint, "kv/range", {**etcd_prefix_range(f"{ETCD_PREFIX}gateways/"),
+                                             "count_only": True}).get("count", 0)
+    problems = []
+    if f"etcd {','.join(controller.config['state']['endpoints'])}, prefix {ETCD_PREFIX}" \
+            not in controller.log():
+        problems.append("its log does not show it joining the election over the etcd "
+                        "cluster at start")
+    if errors is None or float(errors.group(1)) != 0:
+        problems.append(f"{float(errors.group(1)):.0f} writes refused" if errors
+                        else "no state store error count in /metrics")
+    if int(count) == 0:
+        problems.append(f"etcd holds no records under {ETCD_PREFIX}gateways/")
+    if problems:
+        raise RuntimeError(f"{name}: the controller did not keep its state in etcd: "
+                           + "; ".join(problems))
+
+
+def etcd_version(binary: str) -> str:
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                            timeout=10).stdout
+    return output.splitlines()[0].removeprefix("etcd Version: ") if output else "unknown"
 
 
 def build_of(log: str) -> str:
@@ -786,8 +863,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one run may take before it is cut short")
     parser.add_argument("--verify", action="store_true",
                         help="check every packet-out (checksums, NAT); on with --quick")
-    parser.add_argument("--state", choices=("file", "none"), default="file",
-                        help="the controller's state store (default: file, as deployed)")
+    parser.add_argument("--state", choices=("file", "none", ETCD), default="file",
+                        help="the controller's state store (default: file, as deployed; "
+                             "etcd: a three-member cluster started here on localhost)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write a Markdown section here")
     parser.add_argument("--workdir", type=Path,
@@ -833,24 +911,34 @@ def main(argv: list[str] | None = None) -> int:
                   "workdir": str(workdir) if args.workdir else None},
         "concurrency": [], "offered": [], "floor": [], "memory": None,
     }
-    settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile, verify,
-                        state=args.state)
-    results["concurrency"] = run_scenarios(settings, scenarios, repeat, args.quick)
-    for i, live in enumerate(live_levels if rates else []):
-        results["offered"].append(measure_offered(settings, live, rates,
-                                                  args.offered_seconds, i))
-    for i, window in enumerate([1, 100] if floor_messages else []):
-        floor = measure_floor(settings, floor_messages, window, i)
-        print(f"  Ryu floor (echo app), {window} in flight: {floor['packet_ins_per_s']:.0f} "
-              f"packet-ins/s, {floor['controller_cpu_us_per_message']:.0f} us CPU each",
-              flush=True)
-        results["floor"].append(floor)
-    results["memory"] = []
-    for i, window in enumerate(args.memory_window if checkpoints else []):  # 0: none
-        memory = measure_memory(settings, checkpoints, window, i)
-        memory["address_plan"] = pool.describe()
-        memory["window"] = window
-        results["memory"].append(memory)
+    with contextlib.ExitStack() as stack:  # the etcd cluster stops however the runs end
+        cluster = stack.enter_context(EtcdCluster(workdir / "etcd", token="ryu-pptp-alg-bench")) \
+            if args.state == ETCD else None
+        endpoints = tuple(cluster.endpoints) if cluster is not None else ()
+        settings = Settings(args.pool, args.servers, workdir, args.timeout, args.profile,
+                            verify, state=args.state, etcd_endpoints=endpoints)
+        results["concurrency"] = run_scenarios(settings, scenarios, repeat, args.quick)
+        for i, live in enumerate(live_levels if rates else []):
+            results["offered"].append(measure_offered(settings, live, rates,
+                                                      args.offered_seconds, i))
+        for i, window in enumerate([1, 100] if floor_messages else []):
+            floor = measure_floor(settings, floor_messages, window, i)
+            print(f"  Ryu floor (echo app), {window} in flight: {floor['packet_ins_per_s']:.0f} "
+                  f"packet-ins/s, {floor['controller_cpu_us_per_message']:.0f} us CPU each",
+                  flush=True)
+            results["floor"].append(floor)
+        results["memory"] = []
+        for i, window in enumerate(args.memory_window if checkpoints else []):  # 0: none
+            memory = measure_memory(settings, checkpoints, window, i)
+            memory["address_plan"] = pool.describe()
+            memory["window"] = window
+            results["memory"].append(memory)
+        if cluster is not None:  # the members' CPU over every run (not the controller's)
+            results["setup"]["etcd"] = {
+                "members": len(cluster.names), "endpoints": list(endpoints),
+                "prefix": ETCD_PREFIX, "etcd_version": etcd_version(cluster.binary),
+                "cpu_s": round(sum(proc_cpu_s(p.pid) for p in cluster.processes
+                                   if p is not None), 2)}
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["machine"]["loadavg_at_end"] = report.loadavg()
     print(table(results))
@@ -901,15 +989,22 @@ def markdown(results: dict[str, Any]) -> str:
     setup = results["setup"]
     git = results["git"]
     modified = ", ".join(git["alg_files_modified"]) or "none"
+    state = setup.get("state", "file")
+    etcd = setup.get("etcd")
     lines = [
-        "## Control plane: PPTP call set-ups (simulated switch)", "",
+        "## Control plane: PPTP call set-ups (simulated switch"
+        + ("" if state == "file" else f"; state backend {state}") + ")", "",
         f"Command: `{results['command']}`  ",
         f"Date: {results['date']}; took {results['elapsed_s']} s  ",
         f"Machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}, "
         f"Python {m['python']}; load average {m['loadavg_at_start']} at start, "
         f"{m['loadavg_at_end']} at end  ",
         f"Code: {git['commit'][:12]}, ALG files modified in the working tree: {modified}  ",
-        f"Runs: median [min-max] of {setup['repeat']}, a fresh controller per run", "",
+        f"Runs: median [min-max] of {setup['repeat']}, a fresh controller per run"
+        + ("" if etcd is None else
+           f"  \nState: etcd {etcd['etcd_version']}, {etcd['members']} members on this "
+           f"machine, prefix {etcd['prefix']} emptied before each controller starts; the "
+           f"members' CPU over all runs {etcd['cpu_s']} s (not in the controller's)"), "",
         "Switch profile (`switch_profile`): `ovs` sends no barriers, since the switch "
         "runs messages in order, as Open vSwitch and this simulated switch do; `openflow` "
         "fences each call's flow changes with a barrier and holds the server's reply for "
