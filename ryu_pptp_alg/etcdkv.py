@@ -14,28 +14,17 @@ import base64
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-import etcd3gw
 from etcd3gw import exceptions as etcd_errors
 
 from ryu_pptp_alg.election import Holder, Unavailable
+from ryu_pptp_alg.etcdstore import _b64, _range_end, etcd_clients
 
-API_PATH = "/v3/"
 MIN_ATTEMPT = 0.05
-
-
-def _b64(data: str) -> str:
-    return base64.b64encode(data.encode()).decode()
 
 
 def _text(data: str) -> str:
     return base64.b64decode(data).decode(errors="replace")
-
-
-def _range_end(prefix: str) -> str:
-    raw = prefix.encode()
-    return base64.b64encode(raw[:-1] + bytes([raw[-1] + 1])).decode()
 
 
 def call_timeouts(ttl: int, endpoints: int) -> tuple[float, float]:
@@ -55,12 +44,7 @@ class EtcdKeyValue:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
-        self._clients = []
-        for url in self.endpoints:
-            parts = urlsplit(url)
-            self._clients.append(etcd3gw.Etcd3Client(
-                host=parts.hostname or "127.0.0.1", port=parts.port or 2379,
-                protocol=parts.scheme or "http", api_path=API_PATH))
+        self._clients = etcd_clients(self.endpoints)
         self._current = 0
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -91,6 +91,17 @@ def _record_id(tagged: str) -> Any:
     raise ValueError(f"unknown record id tag {tag!r}")
 
 
+def etcd_clients(endpoints: Sequence[str]) -> list[etcd3gw.Etcd3Client]:
+    """One etcd3gw client per client URL, each on etcd's HTTP gateway."""
+    clients = []
+    for url in endpoints:
+        parts = urlsplit(url)
+        clients.append(etcd3gw.Etcd3Client(
+            host=parts.hostname or "127.0.0.1", port=parts.port or 2379,
+            protocol=parts.scheme or "http", api_path=API_PATH))
+    return clients
+
+
 def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
@@ -115,12 +126,7 @@ class EtcdStore:
         self.prefix = prefix
         self.schema = schema
         self.log = logger or LOG
-        self._clients = []
-        for url in self.endpoints:
-            parts = urlsplit(url)
-            self._clients.append(etcd3gw.Etcd3Client(
-                host=parts.hostname or "127.0.0.1", port=parts.port or 2379,
-                protocol=parts.scheme or "http", api_path=API_PATH))
+        self._clients = etcd_clients(self.endpoints)
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self.retry_interval = retry_interval
