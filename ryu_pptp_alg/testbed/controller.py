@@ -26,9 +26,21 @@ from ryu_pptp_alg.testbed.proc import HarnessError, stop, wait_for
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free localhost ports. Each socket stays bound until all are taken:
+    the kernel may hand a port just closed out again at once (CI once gave a controller
+    its OpenFlow and REST ports alike, and the switch said hello to the web server)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def state_section_refused(config: dict[str, Any]) -> str:
@@ -72,8 +84,7 @@ class Controller:
         self.env = env or {}
         self.workdir = workdir
         self.extra_args = extra_args
-        self.of_port = free_port()
-        self.rest_port = free_port()
+        self.of_port, self.rest_port = free_ports(2)
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0  # starts so far; run n logs to log_paths[n - 1]
         self.log_paths: list[Path] = []

@@ -23,7 +23,7 @@ import urllib.request
 from functools import partial
 from pathlib import Path
 
-from ryu_pptp_alg.testbed.controller import free_port
+from ryu_pptp_alg.testbed.controller import free_ports
 from ryu_pptp_alg.testbed.proc import HarnessError, stop, wait_for
 
 HEARTBEAT_MS = 50
@@ -41,8 +41,8 @@ class EtcdCluster:
         self.binary = shutil.which(binary) or binary
         self.token = token
         self.names = [f"member{i}" for i in range(n)]
-        self.client_ports = [free_port() for _ in range(n)]
-        self.peer_ports = [free_port() for _ in range(n)]
+        ports = free_ports(2 * n)
+        self.client_ports, self.peer_ports = ports[:n], ports[n:]
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * n
         self.starts = [0] * n  # runs per member: each logs to its own file
 
