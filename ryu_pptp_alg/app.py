@@ -155,8 +155,13 @@ class PptpAlgApp(app_manager.RyuApp):
         freeze_startup_objects()
 
     def _terminate(self, signum: int, _frame: Any) -> None:
-        """SIGTERM: compact and sync the state store, then die of the signal as before
-        (what it holds is safe without this too: this only saves the replay at start)."""
+        """SIGTERM: leave the election (the others take our switches at once, not a lease
+        later), compact and sync the state store, then die of the signal as before. Python
+        runs this handler in whichever greenlet is current, often eventlet's hub, where
+        nothing may block (etcd's requests would fail): the work goes to a greenlet."""
+        hub.spawn(self._die, signum)
+
+    def _die(self, signum: int) -> None:
         self._close()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -15,6 +15,8 @@ tcp:A tcp:B``) and the state is in etcd. Criteria, in order, failures gathered:
 - one etcd member of three is killed: the master stays, a new call sets up;
 - two are killed (no quorum): the master keeps the switch, every call carries on, a
   new call is refused (counted); restored, the same master carries on, new calls set up;
+- SIGTERM of the master: it revokes its lease and the other is master at once (well
+  before a lease could expire); the calls go on;
 - the clients hang up cleanly and new calls (outbound, inbound) set up.
 """
 
@@ -74,6 +76,7 @@ MAX_GAP = 3.0
 PRE_WINDOW = 2.0
 POST_WINDOW = 5.0
 STAY_WINDOW = 8.0
+SIGTERM_LIMIT = 0.6  # seconds: the lease is revoked, the heir's next tick (ttl/10) sees it
 
 
 def ha_row(controller: Controller) -> dict[str, Any]:
@@ -295,6 +298,27 @@ def test_failover_keeps_every_call(group: Group) -> None:
         failures.append(f"etcd back: new call: {problem}")
     more, _lines = judge(calls, no_quorum, time.monotonic(), no_quorum, gapless_fast=True)
     failures += [f"no etcd quorum and back: {f}" for f in more]
+
+    # --- a planned stop: SIGTERM revokes the lease, the other takes over at once -------------
+    heir = next(c for c in controllers if c is not current)
+    began = time.monotonic()
+    current.kill(signal.SIGTERM)
+    stopped = time.monotonic()
+    try:
+        wait_for(lambda: role(heir) == "master", 5, "the other to take over after SIGTERM",
+                 interval=0.02)
+    except HarnessError:
+        failures.append(f"SIGTERM of the master: no take-over: {role(heir)}")
+    took = time.monotonic() - stopped
+    facts.append(f"SIGTERM of the master: it exited {stopped - began:.2f}s later, the other "
+                 f"was master {took:.2f}s after that")
+    if took >= SIGTERM_LIMIT:
+        failures.append(f"SIGTERM of the master: take-over {took:.2f}s after it exited "
+                        f"(limit {SIGTERM_LIMIT}s, a lease expiring would take ~{LEASE_TTL}s+)")
+    sc.controller = heir
+    time.sleep(3)
+    more, _lines = judge(calls, began, time.monotonic(), began, gapless_fast=True)
+    failures += [f"SIGTERM of the master: {f}" for f in more]
 
     # --- hang up, new calls ------------------------------------------------------------------
     after_rows = session_calls(sc.controller)
