@@ -215,10 +215,9 @@ class Alg:
     def _mastered(self) -> list[Gateway]:
         return [g for dpid, g in self.gateways.items() if self.is_master(dpid)]
 
-    def _handled(self, dpid: int) -> Gateway | None:
-        """The gateway whose switch event this instance handles (it is its master)."""
-        gateway = self.gateways.get(dpid)
-        if gateway is None or self.is_master(dpid):
+    def _handled(self, gateway: Gateway | None) -> Gateway | None:
+        """``gateway`` if this instance handles its switch's events (it is its master)."""
+        if gateway is None or self.is_master(gateway.dpid):
             return gateway
         gateway.counters["ha_events_ignored"] += 1
         return None
@@ -267,36 +266,33 @@ class Alg:
 
     def packet_in(self, dpid: int, in_port: int, data: bytes,
                   cookie: int) -> list[ofmsg.Message]:
-        gateway = self._known(dpid, "packet_in")
-        if gateway is not None and not self.is_master(dpid):
-            gateway.counters["ha_events_ignored"] += 1
-            return []
+        gateway = self._handled(self._known(dpid, "packet_in"))
         return [] if gateway is None \
             else self._stored(gateway, gateway.packet_in(in_port, data, cookie))
 
     def barrier_reply(self, dpid: int, xid: int) -> list[ofmsg.Message]:
-        gateway = self._handled(dpid)
+        gateway = self._handled(self.gateways.get(dpid))
         return [] if gateway is None else gateway.barrier_reply(xid)
 
     def flow_removed(self, dpid: int, cookie: int, reason: int, packets: int,
                      octets: int) -> list[ofmsg.Message]:
-        gateway = self._handled(dpid)
+        gateway = self._handled(self.gateways.get(dpid))
         return [] if gateway is None \
             else self._stored(gateway, gateway.flow_removed(cookie, reason, packets, octets))
 
     def flow_stats(self, dpid: int, entries: list[FlowEntry], xid: int | None = None,
                    more: bool = False) -> list[ofmsg.Message]:
-        gateway = self._handled(dpid)
+        gateway = self._handled(self.gateways.get(dpid))
         return [] if gateway is None \
             else self._stored(gateway, gateway.flow_stats(entries, xid, more))
 
     def error(self, dpid: int, xid: int, err_type: int, code: int) -> list[ofmsg.Message]:
-        gateway = self._handled(dpid)
+        gateway = self._handled(self.gateways.get(dpid))
         return [] if gateway is None \
             else self._stored(gateway, gateway.error(xid, err_type, code))
 
     def tick(self, dpid: int) -> list[ofmsg.Message]:
-        gateway = self._handled(dpid)
+        gateway = self._handled(self.gateways.get(dpid))
         return [] if gateway is None else self._stored(gateway, gateway.tick())
 
     def housekeeping(self) -> None:

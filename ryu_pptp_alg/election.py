@@ -279,8 +279,8 @@ class Election:
     # --- queries ---------------------------------------------------------------------------
 
     def guard(self, dpid: int, now: float) -> Guard | None:
-        """What this switch's writes must be guarded with; None: not master, write nothing
-        and handle none of its events."""
+        """What this switch's writes must be guarded with; None: not master, or the lease
+        unconfirmed (``lease_confirmed``): no write can count on it."""
         switch = self.switches.get(dpid)
         if switch is None or not switch.master or self.lease is None or now >= self.deadline:
             return None
@@ -304,7 +304,7 @@ class Election:
                 "master": self.instance if switch.master else (switch.holder or None)}
 
     def health(self, now: float) -> dict[str, Any]:
-        valid = self.lease is not None and now < self.deadline
+        valid = self.lease_confirmed(now)
         return {"instance": self.instance, "etcd": "unavailable" if self.error else "ok",
                 "error": self.error or None, "lease": self.lease if valid else None,
                 "lease_valid_for": round(self.deadline - now, 3) if valid else 0}

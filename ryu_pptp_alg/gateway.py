@@ -666,9 +666,9 @@ class Gateway:
             if event.kind == EventKind.CALL_REQUESTED:
                 msgs.extend(self._call_requested(conn, call))
                 self._log_call("requested", conn, call)
-            elif event.kind == EventKind.CALL_ESTABLISHED and self._refusal(call):
+            elif event.kind == EventKind.CALL_ESTABLISHED and (refusal := self._refusal(call)):
                 # Its reply reached the client as a failure (callids): it ends here too.
-                if self._refusal(call) == NO_PATH:
+                if refusal == NO_PATH:
                     self.counters["calls_refused_no_path"] += 1
                 else:
                     self.counters["calls_refused_store_unavailable"] += 1
